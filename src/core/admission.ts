@@ -1,0 +1,184 @@
+import fastJsonPatch from "fast-json-patch";
+import { A, GATE_OWNED } from "./annotations.js";
+import { allow, deny, patched, type Decision } from "./decision.js";
+import { readMemberSpec } from "./member-spec.js";
+import {
+  annotationsOf,
+  containerNames,
+  type AdmissionRequest,
+  type Deployment,
+  type Scale,
+} from "./objects.js";
+import { isHolding, Phase } from "./phase.js";
+import { compareVersions } from "./version.js";
+
+const { compare } = fastJsonPatch;
+
+/** What the gate knows of a database group, from its caches (never an API call). */
+export interface GroupState {
+  /** The version the group's migrations have reached. */
+  appliedVersion?: string;
+  /** The open window's target, while one runs. */
+  window?: { version: string };
+}
+
+export interface AdmissionContext {
+  /** `system:serviceaccount:<namespace>:<name>` of the gate itself. */
+  gateUsername: string;
+  excludedNamespaces: ReadonlySet<string>;
+  /** `except`: a Deployment to leave out of the window computation (the one being admitted). */
+  group(namespace: string, database: string, except?: string): GroupState;
+  deployment(namespace: string, name: string): Deployment | undefined;
+}
+
+function passesUntouched(request: AdmissionRequest, context: AdmissionContext): boolean {
+  return (
+    request.userInfo.username === context.gateUsername ||
+    context.excludedNamespaces.has(request.namespace ?? "") ||
+    (request.operation !== "CREATE" && request.operation !== "UPDATE")
+  );
+}
+
+const isDeployment = (request: AdmissionRequest) =>
+  request.kind.group === "apps" && request.kind.kind === "Deployment" && !request.subResource;
+
+const isScale = (request: AdmissionRequest) =>
+  request.resource.group === "apps" && request.resource.resource === "deployments" && request.subResource === "scale";
+
+function requestedReplicas(deployment: Deployment): number {
+  // The apiserver defaults replicas to 1 before admission; be as forgiving for raw input.
+  return deployment.spec?.replicas ?? 1;
+}
+
+/**
+ * The mutating webhook: holds an opted-in Deployment whose target schema version is not
+ * the applied one (replicas 0, the asked-for count recorded), and keeps the gate-owned
+ * annotations as stored. Pure: the same input always gives the same patch, and applying
+ * the patch then asking again gives no patch (safe under reinvocation).
+ */
+export function mutate(request: AdmissionRequest, context: AdmissionContext): Decision {
+  if (passesUntouched(request, context) || !isDeployment(request)) return allow();
+  const incoming = request.object as Deployment | undefined;
+  if (!incoming?.metadata?.annotations?.[A.database]) return allow();
+  const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
+
+  const result = structuredClone(incoming);
+  const annotations = (result.metadata!.annotations ??= {});
+  const oldAnnotations = annotationsOf(old);
+  for (const key of GATE_OWNED) {
+    const kept = oldAnnotations[key];
+    if (kept === undefined) delete annotations[key];
+    else annotations[key] = kept;
+  }
+
+  const parsed = readMemberSpec(annotations, containerNames(result));
+  // Malformed annotations are the validating webhook's to report; change nothing here.
+  if (!parsed.ok) return patched(compare(incoming, result));
+  const { spec } = parsed;
+  const group = context.group(request.namespace ?? "", spec.database);
+
+  if (isHolding(oldAnnotations[A.phase])) {
+    // A re-applied manifest (helm upgrade again, kubectl apply) asks for the count the gate
+    // already recorded: keep the hold rather than treat it as a scale-up.
+    const desired = Number(oldAnnotations[A.desiredReplicas]);
+    if (result.spec && result.spec.replicas === desired && desired !== 0) result.spec.replicas = 0;
+    return patched(compare(incoming, result));
+  }
+
+  if (spec.version !== undefined) {
+    const applied = annotations[A.appliedVersion] ?? group.appliedVersion;
+    if (spec.version === applied) {
+      if (annotations[A.appliedVersion] === undefined) annotations[A.appliedVersion] = applied;
+    } else {
+      annotations[A.desiredReplicas] = String(requestedReplicas(result));
+      annotations[A.phase] = Phase.Pending;
+      annotations[A.message] =
+        `held: waiting for the migration window of database group "${spec.database}" to schema version "${spec.version}"`;
+      result.spec = { ...result.spec, replicas: 0 };
+    }
+  }
+  return patched(compare(incoming, result));
+}
+
+function validateScale(request: AdmissionRequest, context: AdmissionContext): Decision {
+  const target = context.deployment(request.namespace ?? "", request.name ?? "");
+  const annotations = annotationsOf(target);
+  if (!annotations[A.database] || !isHolding(annotations[A.phase])) return allow();
+  const next = (request.object as Scale | undefined)?.spec?.replicas;
+  const current = (request.oldObject as Scale | undefined)?.spec?.replicas ?? target?.spec?.replicas;
+  if (next === current) return allow();
+  return deny("Forbidden", heldMessage(request, annotations));
+}
+
+function heldMessage(request: AdmissionRequest, annotations: Record<string, string>): string {
+  return (
+    `deployment ${request.namespace}/${request.name} is held by schema-gate for the migration window of database ` +
+    `group "${annotations[A.database]}" (phase ${annotations[A.phase]}); its replicas are set back to ` +
+    `${annotations[A.desiredReplicas] ?? "the recorded count"} when the window completes. ` +
+    `Wait with \`schema-gate wait ${request.name} -n ${request.namespace}\`, or end the window with ` +
+    `\`schema-gate abort ${annotations[A.database]} -n ${request.namespace}\``
+  );
+}
+
+/**
+ * The validating webhook: clear errors for bad annotations, no scaling of a held
+ * Deployment by anyone but the gate, one target version per open window, no silent
+ * downgrades.
+ */
+export function validate(request: AdmissionRequest, context: AdmissionContext): Decision {
+  if (passesUntouched(request, context)) return allow();
+  if (isScale(request)) return validateScale(request, context);
+  if (!isDeployment(request)) return allow();
+
+  const incoming = request.object as Deployment | undefined;
+  const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
+  const annotations = annotationsOf(incoming);
+  const oldAnnotations = annotationsOf(old);
+  const held = Boolean(oldAnnotations[A.database]) && isHolding(oldAnnotations[A.phase]);
+
+  if (!annotations[A.database]) {
+    if (!held) return allow();
+    return deny(
+      "Forbidden",
+      `${A.database} cannot be removed from deployment ${request.namespace}/${request.name} while it is held ` +
+        `(phase ${oldAnnotations[A.phase]}): it would stay at 0 replicas. Let the window finish, or end it with ` +
+        `\`schema-gate abort ${oldAnnotations[A.database]} -n ${request.namespace}\`, then remove the annotation`,
+    );
+  }
+
+  const parsed = readMemberSpec(annotations, containerNames(incoming));
+  if (!parsed.ok) {
+    return deny(
+      "Invalid",
+      `deployment ${request.namespace}/${request.name} has invalid schema-gate annotations: ${parsed.problems.join("; ")}`,
+    );
+  }
+  const { spec } = parsed;
+
+  if (held && incoming?.spec?.replicas !== old?.spec?.replicas) {
+    return deny("Forbidden", heldMessage(request, oldAnnotations));
+  }
+
+  if (spec.version !== undefined) {
+    const group = context.group(request.namespace ?? "", spec.database, request.name);
+    const applied = oldAnnotations[A.appliedVersion] ?? group.appliedVersion;
+    if (applied !== undefined && !spec.allowDowngrade && (compareVersions(spec.version, applied) ?? 0) < 0) {
+      return deny(
+        "Forbidden",
+        `${A.schemaVersion}: "${spec.version}" is older than the applied schema version "${applied}" of database group ` +
+          `"${spec.database}"; a downgrade needs ${A.allowDowngrade}: "true" on this Deployment (and a migration that goes down)`,
+      );
+    }
+    const open = group.window;
+    if (open && spec.version !== open.version && spec.version !== applied) {
+      return deny(
+        "Conflict",
+        `database group "${spec.database}" has a migration window to schema version "${open.version}" open; ` +
+          `deployment ${request.namespace}/${request.name} asks for "${spec.version}". Wait for the window ` +
+          `(\`schema-gate wait ${request.name} -n ${request.namespace}\`) and upgrade again, or end it with ` +
+          `\`schema-gate abort ${spec.database} -n ${request.namespace}\``,
+      );
+    }
+  }
+  return allow();
+}

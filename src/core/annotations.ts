@@ -1,0 +1,28 @@
+/** The user-facing annotation names (DESIGN.md "Opt-in"). */
+const PREFIX = "schema-gate.dev/";
+
+export const A = {
+  database: `${PREFIX}database`,
+  schemaVersion: `${PREFIX}schema-version`,
+  databaseSecret: `${PREFIX}database-secret`,
+  migrationConfigMap: `${PREFIX}migration-configmap`,
+  migrationCommand: `${PREFIX}migration-command`,
+  migrationContainer: `${PREFIX}migration-container`,
+  onFailure: `${PREFIX}on-failure`,
+  timeout: `${PREFIX}timeout`,
+  maintenance: `${PREFIX}maintenance`,
+  sidecar: `${PREFIX}sidecar`,
+  allowDowngrade: `${PREFIX}allow-downgrade`,
+  retry: `${PREFIX}retry`,
+  abort: `${PREFIX}abort`,
+  // Written by the gate only.
+  phase: `${PREFIX}phase`,
+  desiredReplicas: `${PREFIX}desired-replicas`,
+  appliedVersion: `${PREFIX}applied-version`,
+  message: `${PREFIX}message`,
+} as const;
+
+/** Annotations only the gate writes; user requests keep the stored values. */
+export const GATE_OWNED = [A.phase, A.desiredReplicas, A.appliedVersion, A.message] as const;
+
+export type Annotations = Record<string, string>;

@@ -1,0 +1,130 @@
+import { existsSync, readdirSync } from "node:fs";
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { run } from "../util/exec.js";
+import { freePort } from "../util/net.js";
+
+export interface PostgresServer {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /** postgres://user:password@host:port/database */
+  url: string;
+  dataDir: string;
+  stop(): Promise<void>;
+  /** Stops the server at once (as a crash would), then starts it again on the same port. */
+  restart(mode?: "fast" | "immediate"): Promise<void>;
+}
+
+export interface PostgresOptions {
+  /** Keep the cluster here (reused when it exists); default: a new temporary directory. */
+  dataDir?: string;
+  port?: number;
+}
+
+/** Debian installs server binaries outside PATH, one directory per major version. */
+function serverBinDir(): string {
+  if (process.env.SCHEMA_GATE_PG_BIN) return process.env.SCHEMA_GATE_PG_BIN;
+  const root = "/usr/lib/postgresql";
+  if (existsSync(root)) {
+    const versions = readdirSync(root)
+      .filter((v) => existsSync(join(root, v, "bin", "initdb")))
+      .sort((a, b) => Number(b) - Number(a));
+    if (versions[0]) return join(root, versions[0], "bin");
+  }
+  throw new Error(
+    "PostgreSQL server binaries not found: install Debian's `postgresql` package " +
+      "(apt-get install postgresql) or set SCHEMA_GATE_PG_BIN to the directory holding initdb and pg_ctl",
+  );
+}
+
+// PostgreSQL refuses to run as root, so as root we run its programs as `nobody`.
+const asRoot = userInfo().uid === 0;
+const SERVICE_USER = "nobody";
+
+function pgCommand(binDir: string, program: string, args: string[]): [string, string[]] {
+  const file = join(binDir, program);
+  return asRoot ? ["runuser", ["-u", SERVICE_USER, "--", file, ...args]] : [file, args];
+}
+
+async function handOver(path: string): Promise<void> {
+  if (!asRoot) return;
+  const { stdout } = await run("id", ["-u", SERVICE_USER]);
+  const { stdout: gid } = await run("id", ["-g", SERVICE_USER]);
+  await chown(path, Number(stdout.trim()), Number(gid.trim()));
+}
+
+/**
+ * Starts a throwaway PostgreSQL server on 127.0.0.1 with a password-protected superuser
+ * `postgres` and a database `app`. Reuses the cluster in `dataDir` when one is there.
+ */
+export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
+  const binDir = serverBinDir();
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "schema-gate-pg-")));
+  const ephemeral = options.dataDir === undefined;
+  await mkdir(dataDir, { recursive: true });
+  await handOver(dataDir);
+  const pgdata = join(dataDir, "data");
+  const passwordFile = join(dataDir, "password");
+
+  let password: string;
+  if (!existsSync(join(pgdata, "PG_VERSION"))) {
+    password = randomBytes(12).toString("hex");
+    await writeFile(passwordFile, password, { mode: 0o644 });
+    await handOver(passwordFile);
+    const [file, args] = pgCommand(binDir, "initdb", [
+      "-D", pgdata, "-U", "postgres", "-E", "UTF8", "--no-sync",
+      "--auth-local=trust", "--auth-host=scram-sha-256", `--pwfile=${passwordFile}`,
+    ]);
+    await run(file, args);
+  } else {
+    password = (await readFile(passwordFile, "utf8")).trim();
+  }
+
+  const port = options.port ?? (await freePort());
+  const host = "127.0.0.1";
+  const start = async (): Promise<void> => {
+    const [file, args] = pgCommand(binDir, "pg_ctl", [
+      "-D", pgdata, "-l", join(dataDir, "server.log"), "-w", "-t", "60",
+      "-o", `-p ${port} -k ${dataDir} -c listen_addresses=${host} -c fsync=off -c max_connections=200`,
+      "start",
+    ]);
+    await run(file, args);
+  };
+  const stopServer = async (mode: "fast" | "immediate"): Promise<void> => {
+    const [file, args] = pgCommand(binDir, "pg_ctl", ["-D", pgdata, "-m", mode, "-w", "stop"]);
+    await run(file, args);
+  };
+  await start();
+  await run(...pgCommand(binDir, "psql", [
+    "-h", dataDir, "-p", String(port), "-U", "postgres", "-d", "postgres", "-tAc",
+    "SELECT 1 FROM pg_database WHERE datname = 'app'",
+  ])).then(async ({ stdout }) => {
+    if (stdout.trim() !== "1") {
+      await run(...pgCommand(binDir, "createdb", ["-h", dataDir, "-p", String(port), "-U", "postgres", "app"]));
+    }
+  });
+
+  const database = "app";
+  return {
+    host,
+    port,
+    user: "postgres",
+    password,
+    database,
+    url: `postgres://postgres:${password}@${host}:${port}/${database}`,
+    dataDir,
+    async stop() {
+      await stopServer("fast").catch(() => undefined);
+      if (ephemeral) await rm(dataDir, { recursive: true, force: true });
+    },
+    async restart(mode = "immediate") {
+      await stopServer(mode);
+      await start();
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import * as k8s from "@kubernetes/client-node";
+import type { ServeConfig } from "./config.js";
+import { mutate, validate } from "./core/admission.js";
+import { cachedAdmissionContext } from "./k8s/group-view.js";
+import { startInformer } from "./k8s/informer.js";
+import { loadKubeConfig } from "./k8s/kubeconfig.js";
+import type { Logger } from "./logger.js";
+import { createMetrics } from "./metrics.js";
+import { createWebhookApp, serveHttps, type RunningServer } from "./webhook/server.js";
+import { CertificateSource } from "./webhook/tls.js";
+
+export interface Gate {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** `schema-gate serve`: wires the caches, the webhook server and the controller together. */
+export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
+  const kc = loadKubeConfig(config.kubeconfig);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const metrics = createMetrics();
+
+  const deployments = await startInformer<k8s.V1Deployment>(
+    kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
+  );
+  const context = cachedAdmissionContext(deployments, {
+    gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
+    excludedNamespaces: new Set(config.excludedNamespaces),
+  });
+
+  const certs = new CertificateSource(config.tlsCertFile, config.tlsKeyFile, log);
+  await certs.reload();
+  const app = createWebhookApp({
+    context,
+    mutate,
+    validate,
+    metrics,
+    log: log.child({ component: "webhook" }),
+    cachesReady: () => deployments.synced(),
+    tlsReady: () => certs.healthy(),
+  });
+  const server: RunningServer = await serveHttps(app, certs, { host: config.host, port: config.port });
+  log.info({ port: server.port, namespace: config.namespace }, "schema-gate serving");
+
+  return {
+    port: server.port,
+    async stop() {
+      await server.close();
+      await deployments.stop();
+      log.info("schema-gate stopped");
+    },
+  };
+}
