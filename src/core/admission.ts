@@ -1,5 +1,5 @@
 import fastJsonPatch from "fast-json-patch";
-import { A, GATE_OWNED } from "./annotations.js";
+import { A } from "./annotations.js";
 import { allow, deny, patched, type Decision } from "./decision.js";
 import { readMemberSpec } from "./member-spec.js";
 import {
@@ -65,19 +65,16 @@ export function mutate(request: AdmissionRequest, context: AdmissionContext): De
   const result = structuredClone(incoming);
   const annotations = (result.metadata!.annotations ??= {});
   const oldAnnotations = annotationsOf(old);
-  for (const key of GATE_OWNED) {
+  const carry = (key: string) => {
     const kept = oldAnnotations[key];
     if (kept === undefined) delete annotations[key];
     else annotations[key] = kept;
-  }
-
-  const parsed = readMemberSpec(annotations, containerNames(result));
-  // Malformed annotations are the validating webhook's to report; change nothing here.
-  if (!parsed.ok) return patched(compare(incoming, result));
-  const { spec } = parsed;
-  const group = context.group(request.namespace ?? "", spec.database);
+  };
+  // Users may not declare a version applied: that would skip its migration.
+  carry(A.appliedVersion);
 
   if (isHolding(oldAnnotations[A.phase])) {
+    for (const key of HOLD_ANNOTATIONS) carry(key);
     // A re-applied manifest (helm upgrade again, kubectl apply) asks for the count the gate
     // already recorded: keep the hold rather than treat it as a scale-up.
     const desired = Number(oldAnnotations[A.desiredReplicas]);
@@ -85,19 +82,40 @@ export function mutate(request: AdmissionRequest, context: AdmissionContext): De
     return patched(compare(incoming, result));
   }
 
-  if (spec.version !== undefined) {
-    const applied = annotations[A.appliedVersion] ?? group.appliedVersion;
-    if (spec.version === applied) {
-      if (annotations[A.appliedVersion] === undefined) annotations[A.appliedVersion] = applied;
-    } else {
-      annotations[A.desiredReplicas] = String(requestedReplicas(result));
-      annotations[A.phase] = Phase.Pending;
-      annotations[A.message] =
-        `held: waiting for the migration window of database group "${spec.database}" to schema version "${spec.version}"`;
-      result.spec = { ...result.spec, replicas: 0 };
+  const parsed = readMemberSpec(annotations, containerNames(result));
+  const group = parsed.ok ? context.group(request.namespace ?? "", parsed.spec.database, request.name) : {};
+  const version = parsed.ok ? parsed.spec.version : undefined;
+  const applied = annotations[A.appliedVersion] ?? group.appliedVersion;
+  // Malformed annotations are the validating webhook's to report: hold nothing for them.
+  const holdNeeded = version !== undefined && version !== applied;
+
+  if (!holdNeeded) {
+    for (const key of HOLD_ANNOTATIONS) carry(key);
+    if (version !== undefined && annotations[A.appliedVersion] === undefined && applied !== undefined) {
+      annotations[A.appliedVersion] = applied;
     }
+  } else if (!alreadyHeld(result)) {
+    // The check above makes this idempotent: on reinvocation the object is already held,
+    // and its recorded count must not become the 0 this step wrote.
+    annotations[A.desiredReplicas] = String(requestedReplicas(result));
+    annotations[A.phase] = Phase.Pending;
+    annotations[A.message] =
+      `held: waiting for the migration window of database group "${parsed.ok ? parsed.spec.database : ""}" ` +
+      `to schema version "${version}"`;
+    result.spec = { ...result.spec, replicas: 0 };
   }
   return patched(compare(incoming, result));
+}
+
+const HOLD_ANNOTATIONS = [A.phase, A.desiredReplicas, A.message] as const;
+
+function alreadyHeld(deployment: Deployment): boolean {
+  const annotations = annotationsOf(deployment);
+  return (
+    annotations[A.phase] === Phase.Pending &&
+    deployment.spec?.replicas === 0 &&
+    /^\d+$/.test(annotations[A.desiredReplicas] ?? "")
+  );
 }
 
 function validateScale(request: AdmissionRequest, context: AdmissionContext): Decision {

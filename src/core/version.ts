@@ -18,7 +18,7 @@ function parse(text: string): Parsed | undefined {
 
 function comparePrerelease(a: string[], b: string[]): number {
   // A release sorts after its prereleases (semver §11).
-  if (a.length === 0 || b.length === 0) return b.length - a.length;
+  if (a.length === 0 || b.length === 0) return Math.sign(b.length - a.length);
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
     const x = a[i];
     const y = b[i];

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { run, runInherited } from "../util/exec.js";
+import { run } from "../util/exec.js";
 import { pollUntil } from "../util/wait.js";
 import { ensureBinaries, type Binaries } from "./binaries.js";
 import { cacheDir } from "./paths.js";
@@ -88,7 +88,8 @@ export async function startLocalCluster(): Promise<Cluster> {
       await kwokctl(binaries, ["start", "cluster"]).catch(() => undefined);
     }
   } else {
-    await runInherited(binaries.kwokctl, [
+    process.stderr.write(`[cluster] creating local cluster "${CLUSTER_NAME}" (kwokctl --runtime binary)\n`);
+    await run(binaries.kwokctl, [
       "--name", CLUSTER_NAME, "create", "cluster",
       "--runtime", "binary",
       "--etcd-binary", binaries.etcd,
