@@ -13,6 +13,8 @@ export interface ServeConfig {
   logLevel: string;
   /** Seconds to wait after the first hold so every Deployment of one helm upgrade joins the window. */
   settleSeconds: number;
+  /** The ValidatingWebhookConfiguration whose scale entry the gate keeps current. */
+  webhookConfigName: string;
 }
 
 export interface ServeFlags {
@@ -26,6 +28,7 @@ export interface ServeFlags {
   excludeNamespace?: string[];
   logLevel?: string;
   settle?: string;
+  webhookConfig?: string;
 }
 
 function positiveNumber(name: string, text: string): number {
@@ -48,5 +51,6 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     excludedNamespaces: [...new Set(["kube-system", namespace, ...(flags.excludeNamespace ?? [])])],
     logLevel: flags.logLevel ?? env.LOG_LEVEL ?? "info",
     settleSeconds: positiveNumber("settle", flags.settle ?? "3"),
+    webhookConfigName: flags.webhookConfig ?? "schema-gate",
   };
 }

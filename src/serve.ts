@@ -3,6 +3,7 @@ import type { ServeConfig } from "./config.js";
 import { mutate, validate } from "./core/admission.js";
 import { cachedAdmissionContext } from "./k8s/group-view.js";
 import { startInformer } from "./k8s/informer.js";
+import { startScaleGuard } from "./k8s/scale-guard.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { createMetrics } from "./metrics.js";
@@ -28,6 +29,8 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     excludedNamespaces: new Set(config.excludedNamespaces),
   });
 
+  const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
+
   const certs = new CertificateSource(config.tlsCertFile, config.tlsKeyFile, log);
   await certs.reload();
   const app = createWebhookApp({
@@ -45,6 +48,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   return {
     port: server.port,
     async stop() {
+      scaleGuard.stop();
       await server.close();
       await deployments.stop();
       log.info("schema-gate stopped");

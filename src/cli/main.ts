@@ -21,6 +21,7 @@ export function buildProgram(): Command {
     .option("--namespace <ns>", "namespace the gate runs in (env POD_NAMESPACE)")
     .option("--service-account <name>", "the gate's ServiceAccount; its requests pass the webhook untouched")
     .option("--exclude-namespace <ns>", "another namespace the webhook leaves alone (repeatable)", collect)
+    .option("--webhook-config <name>", "ValidatingWebhookConfiguration whose scale entry the gate maintains", "schema-gate")
     .option("--settle <seconds>", "wait after the first hold so one helm upgrade forms one window")
     .option("--log-level <level>", "pino level (env LOG_LEVEL)")
     .action(async (flags: ServeFlags) => {

@@ -14,6 +14,12 @@ export interface TestEnv {
 
 let shared: Promise<TestEnv> | undefined;
 const namespaces: string[] = [];
+const cleanups: Array<() => Promise<unknown>> = [];
+
+/** Runs at teardown, before namespaces are deleted (webhook configurations, processes). */
+export function onTeardown(cleanup: () => Promise<unknown>): void {
+  cleanups.push(cleanup);
+}
 
 /**
  * The real control plane and PostgreSQL shared by every integration test of one run,
@@ -51,9 +57,23 @@ export async function stopTestEnv(): Promise<void> {
   const env = await shared.catch(() => undefined);
   shared = undefined;
   if (!env) return;
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
   await Promise.all(
     namespaces.splice(0).map((name) => env.core.deleteNamespace({ name }).catch(() => undefined)),
   );
   await env.postgres.stop();
   if (!process.env.SCHEMA_GATE_KEEP_CLUSTER) await env.cluster.release();
+}
+
+/** The message of a failed API call (the Status the apiserver returned), or the error's text. */
+export function apiErrorMessage(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  if (typeof body === "string") {
+    try {
+      return String((JSON.parse(body) as { message?: string }).message ?? body);
+    } catch {
+      return body;
+    }
+  }
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,0 +1,70 @@
+import * as k8s from "@kubernetes/client-node";
+import type { Deployment } from "../core/objects.js";
+import { heldDeployments, SCALE_CONDITION, SCALE_WEBHOOK, scaleGuardExpression } from "../core/scale-guard.js";
+import type { Logger } from "../logger.js";
+import type { WatchedCache } from "./informer.js";
+
+/**
+ * Keeps the scale webhook's match condition listing the held Deployments, so that
+ * `kubectl scale` and the HPA reach the gate for those and for no others. Rewritten on
+ * every Deployment change and every few seconds (a re-applied manifest resets it).
+ */
+export function startScaleGuard(
+  kc: k8s.KubeConfig,
+  deployments: WatchedCache<k8s.V1Deployment>,
+  webhookConfigName: string,
+  log: Logger,
+): { stop(): void } {
+  const api = kc.makeApiClient(k8s.AdmissionregistrationV1Api);
+  let running = false;
+  let again = false;
+  let missingLogged = false;
+
+  const sync = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      const expression = scaleGuardExpression(heldDeployments(deployments.list() as readonly Deployment[]));
+      let config: k8s.V1ValidatingWebhookConfiguration;
+      try {
+        config = await api.readValidatingWebhookConfiguration({ name: webhookConfigName });
+      } catch (error) {
+        if ((error as { code?: number }).code === 404) {
+          if (!missingLogged) log.warn({ webhookConfigName }, "validating webhook configuration not found; scale guard idle");
+          missingLogged = true;
+          return;
+        }
+        throw error;
+      }
+      missingLogged = false;
+      const w = config.webhooks?.findIndex((hook) => hook.name === SCALE_WEBHOOK) ?? -1;
+      const c = w < 0 ? -1 : (config.webhooks![w]!.matchConditions?.findIndex((m) => m.name === SCALE_CONDITION) ?? -1);
+      if (c < 0) return;
+      const current = config.webhooks![w]!.matchConditions![c]!.expression;
+      if (current === expression) return;
+      const path = `/webhooks/${w}/matchConditions/${c}/expression`;
+      await api.patchValidatingWebhookConfiguration(
+        { name: webhookConfigName, body: [{ op: "test", path, value: current }, { op: "replace", path, value: expression }] },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+      );
+      log.info({ expression }, "scale guard updated");
+    } catch (error) {
+      log.warn({ err: error }, "scale guard update failed; retrying");
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        void sync();
+      }
+    }
+  };
+
+  for (const event of ["add", "update", "delete"] as const) deployments.on(event, () => void sync());
+  const timer = setInterval(() => void sync(), 5000);
+  timer.unref();
+  void sync();
+  return { stop: () => clearInterval(timer) };
+}
