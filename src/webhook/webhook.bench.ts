@@ -1,0 +1,128 @@
+/**
+ * npm run bench:webhook — latency and throughput of /mutate and /validate with a real
+ * captured AdmissionReview, next to a bare node:https JSON echo (the floor any Node
+ * webhook pays for TLS, HTTP and JSON) measured in the same run. Servers run in a child
+ * process so the load generator does not share their event loop. Prints figures only.
+ */
+import { fork } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer, Agent, request } from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { mutate, validate, type AdmissionContext } from "../core/admission.js";
+import { createLogger } from "../logger.js";
+import { projectRoot } from "../local/paths.js";
+import { createMetrics } from "../metrics.js";
+import { run } from "../util/exec.js";
+import { createWebhookApp, serveHttps } from "./server.js";
+import { CertificateSource } from "./tls.js";
+
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 4000);
+const WARMUP = 500;
+const CONCURRENCY = [1, 16];
+
+interface Ports {
+  echo: number;
+  gate: number;
+}
+
+async function serveAll(certDir: string): Promise<Ports> {
+  const tls = { cert: readFileSync(join(certDir, "tls.crt")), key: readFileSync(join(certDir, "tls.key")) };
+  const echo = createServer(tls, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const review = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid: review.request.uid, allowed: true } }));
+    });
+  });
+  echo.keepAliveTimeout = 120_000;
+  await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+
+  const context: AdmissionContext = {
+    gateUsername: "system:serviceaccount:schema-gate:schema-gate",
+    excludedNamespaces: new Set(["kube-system", "schema-gate"]),
+    group: () => ({ appliedVersion: "7" }),
+    deployment: () => undefined,
+  };
+  const log = createLogger({ level: "warn" });
+  const certs = new CertificateSource(join(certDir, "tls.crt"), join(certDir, "tls.key"), log);
+  const app = createWebhookApp({
+    context, mutate, validate, metrics: createMetrics(), log, cachesReady: () => true, tlsReady: () => true,
+  });
+  const gate = await serveHttps(app, certs, { host: "127.0.0.1", port: 0 });
+  return { echo: (echo.address() as AddressInfo).port, gate: gate.port };
+}
+
+function once(agent: Agent, port: number, path: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const req = request({ host: "127.0.0.1", port, path, method: "POST", agent, headers: { "content-type": "application/json" } }, (res) => {
+      res.on("data", () => undefined);
+      res.on("end", () => {
+        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}`));
+        else resolve(Number(process.hrtime.bigint() - started) / 1e6);
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+async function measure(port: number, path: string, body: string, concurrency: number, ca: string) {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca });
+  const drive = async (count: number, latencies: number[]) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) {
+          next++;
+          latencies.push(await once(agent, port, path, body));
+        }
+      }),
+    );
+  };
+  await drive(WARMUP, []);
+  const latencies: number[] = [];
+  const started = process.hrtime.bigint();
+  await drive(REQUESTS, latencies);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
+  return { p50: pct(50), p99: pct(99), rps: REQUESTS / seconds };
+}
+
+async function main(): Promise<void> {
+  const certDir = join(projectRoot, ".artifacts", "bench-certs");
+  await run("bash", [join(projectRoot, "certs", "generate.sh"), certDir, "IP:127.0.0.1"]);
+  const ca = readFileSync(join(certDir, "ca.crt"), "utf8");
+  const child = fork(fileURLToPath(import.meta.url), ["--serve", certDir], { execArgv: process.execArgv, stdio: "inherit" });
+  const ports = await new Promise<Ports>((resolve) => child.once("message", (m) => resolve(m as Ports)));
+
+  const body = readFileSync(join(projectRoot, "test", "fixtures", "admission", "deployment-update.json"), "utf8");
+  console.log(`AdmissionReview: captured Deployment UPDATE, ${body.length} bytes; ${REQUESTS} requests per row after ${WARMUP} warm-up`);
+  console.log(`node ${process.version}, servers in a child process, keep-alive TLS connections\n`);
+  console.log("endpoint        conc   p50 ms   p99 ms      req/s   p99 / echo p99");
+  for (const concurrency of CONCURRENCY) {
+    const echo = await measure(ports.echo, "/", body, concurrency, ca);
+    const row = (name: string, r: typeof echo, ratio: string) =>
+      console.log(`${name.padEnd(15)} ${String(concurrency).padStart(4)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${r.rps.toFixed(0).padStart(10)}   ${ratio}`);
+    row("echo (floor)", echo, "1.00x");
+    for (const path of ["/mutate", "/validate"]) {
+      const r = await measure(ports.gate, path, body, concurrency, ca);
+      row(path, r, `${(r.p99 / echo.p99).toFixed(2)}x`);
+    }
+  }
+  console.log("\ntarget: p99 of /mutate and /validate within 2x of the echo floor");
+  child.kill();
+}
+
+if (process.argv[2] === "--serve") {
+  const ports = await serveAll(process.argv[3]!);
+  process.send!(ports);
+} else {
+  await main();
+}
