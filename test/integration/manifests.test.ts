@@ -1,0 +1,60 @@
+import { strict as assert } from "node:assert";
+import { cp, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import YAML from "yaml";
+import { projectRoot } from "../../src/local/paths.js";
+import { run } from "../../src/util/exec.js";
+import { testEnv, type TestEnv } from "../support/env.js";
+import { gateIdentity } from "../support/gate.js";
+
+describe("install manifests (kustomize)", function () {
+  let env: TestEnv;
+  let dir: string;
+
+  before(async function () {
+    this.timeout(60 * 60_000);
+    env = await testEnv();
+    await gateIdentity(env); // the schema-gate namespace, so a server-side dry run can place objects in it
+    dir = await mkdtemp(join(tmpdir(), "schema-gate-manifests-"));
+    await cp(join(projectRoot, "manifests"), join(dir, "manifests"), { recursive: true });
+    await run("bash", [join(projectRoot, "certs", "generate.sh"), join(dir, "manifests", "tls")]);
+  });
+
+  it("renders the plain-certificates install with the CA in every webhook's caBundle", async function () {
+    const rendered = YAML.parseAllDocuments(await env.cluster.kubectl(["kustomize", join(dir, "manifests")])).map((d) => d.toJSON());
+    const kinds = rendered.map((o) => o.kind).sort();
+    assert.deepEqual(kinds, [
+      "ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration", "Namespace",
+      "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
+    ]);
+    const secret = rendered.find((o) => o.kind === "Secret");
+    const ca = Buffer.from(secret.data["ca.crt"], "base64").toString();
+    assert.match(ca, /BEGIN CERTIFICATE/);
+    const hooks = rendered.filter((o) => o.kind.endsWith("WebhookConfiguration")).flatMap((o) => o.webhooks);
+    assert.equal(hooks.length, 3);
+    for (const hook of hooks) {
+      assert.equal(Buffer.from(hook.clientConfig.caBundle.replace(/\s/g, ""), "base64").toString(), ca);
+      assert.equal(hook.failurePolicy, "Fail");
+      assert.equal(hook.sideEffects, "None");
+      assert.ok(hook.matchConditions.length >= 2, `${hook.name} filters with matchConditions`);
+    }
+    const deployment = rendered.find((o) => o.kind === "Deployment");
+    assert.ok(deployment.spec.replicas >= 2);
+  });
+
+  it("applies to the cluster (server-side dry run)", async function () {
+    const out = await env.cluster.kubectl(["apply", "--dry-run=server", "-k", join(dir, "manifests")]);
+    assert.match(out, /mutatingwebhookconfiguration\.admissionregistration\.k8s\.io\/schema-gate (created|configured|unchanged) \(server dry run\)/);
+    assert.match(out, /deployment\.apps\/schema-gate (created|configured|unchanged) \(server dry run\)/);
+  });
+
+  it("renders the cert-manager variant with CA injection instead of a Secret", async function () {
+    const rendered = YAML.parseAllDocuments(await env.cluster.kubectl(["kustomize", join(dir, "manifests", "cert-manager")])).map((d) => d.toJSON());
+    assert.ok(rendered.some((o) => o.kind === "Certificate" && o.spec.secretName === "schema-gate-tls"));
+    assert.ok(!rendered.some((o) => o.kind === "Secret"));
+    for (const config of rendered.filter((o) => o.kind.endsWith("WebhookConfiguration"))) {
+      assert.equal(config.metadata.annotations["cert-manager.io/inject-ca-from"], "schema-gate/schema-gate");
+    }
+  });
+});
