@@ -1,0 +1,101 @@
+import type pg from "pg";
+import { lineAndColumn, pendingFiles, type AppliedFile, type MigrationFile } from "../core/migrations.js";
+
+/** A migration that did not apply, with where in which file, for the Event and the user. */
+export class MigrationError extends Error {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly line?: number,
+    readonly column?: number,
+    readonly sqlState?: string,
+  ) {
+    super(message);
+    this.name = "MigrationError";
+  }
+}
+
+const HISTORY = "schema_gate_history";
+const VERSIONS = "schema_gate_versions";
+
+/**
+ * The SQL runner: applies a ConfigMap's `*.sql` files in name order, each in its own
+ * transaction together with its history row, under a session advisory lock per group, so
+ * a file is applied exactly once even with two runners and never half-applied.
+ */
+export class SqlRunner {
+  constructor(
+    private readonly client: pg.Client,
+    private readonly group: string,
+  ) {}
+
+  private async ensureTables(): Promise<void> {
+    await this.client.query(`
+      CREATE TABLE IF NOT EXISTS ${HISTORY} (
+        file text PRIMARY KEY, checksum text NOT NULL, version text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(), duration_ms integer NOT NULL);
+      CREATE TABLE IF NOT EXISTS ${VERSIONS} (
+        version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+  }
+
+  async applied(): Promise<AppliedFile[]> {
+    await this.ensureTables();
+    const { rows } = await this.client.query<AppliedFile>(`SELECT file AS name, checksum FROM ${HISTORY} ORDER BY file`);
+    return rows;
+  }
+
+  /** The files still to apply; throws MigrationError when an applied file was edited. */
+  async pending(files: MigrationFile[]): Promise<MigrationFile[]> {
+    const result = pendingFiles(files, await this.applied());
+    if (!result.ok) throw new MigrationError(result.problem);
+    return result.pending;
+  }
+
+  async versionRecorded(version: string): Promise<boolean> {
+    await this.ensureTables();
+    const { rowCount } = await this.client.query(`SELECT 1 FROM ${VERSIONS} WHERE version = $1`, [version]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Applies what is pending and records `version`; returns the names of the files it ran. */
+  async apply(files: MigrationFile[], version: string, onFile?: (name: string, ms: number) => void): Promise<string[]> {
+    await this.ensureTables();
+    await this.client.query("SELECT pg_advisory_lock(hashtext($1))", [`schema-gate:${this.group}`]);
+    try {
+      // Read under the lock: another runner may have applied some files meanwhile.
+      const pending = await this.pending(files);
+      const ran: string[] = [];
+      for (const file of pending) {
+        const started = Date.now();
+        await this.client.query("BEGIN");
+        try {
+          await this.client.query(file.sql);
+          await this.client.query(
+            `INSERT INTO ${HISTORY} (file, checksum, version, duration_ms) VALUES ($1, $2, $3, $4)`,
+            [file.name, file.checksum, version, Date.now() - started],
+          );
+          await this.client.query("COMMIT");
+        } catch (error) {
+          await this.client.query("ROLLBACK").catch(() => undefined);
+          throw describe(error, file);
+        }
+        ran.push(file.name);
+        onFile?.(file.name, Date.now() - started);
+      }
+      await this.client.query(`INSERT INTO ${VERSIONS} (version) VALUES ($1) ON CONFLICT DO NOTHING`, [version]);
+      return ran;
+    } finally {
+      await this.client.query("SELECT pg_advisory_unlock(hashtext($1))", [`schema-gate:${this.group}`]).catch(() => undefined);
+    }
+  }
+}
+
+function describe(error: unknown, file: MigrationFile): MigrationError {
+  const pgError = error as { message?: string; position?: string; code?: string };
+  const message = pgError.message ?? String(error);
+  if (pgError.position) {
+    const { line, column } = lineAndColumn(file.sql, Number(pgError.position));
+    return new MigrationError(`${file.name}:${line}:${column}: ${message}`, file.name, line, column, pgError.code);
+  }
+  return new MigrationError(`${file.name}: ${message}`, file.name, undefined, undefined, pgError.code);
+}

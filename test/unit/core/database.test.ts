@@ -1,0 +1,59 @@
+import { strict as assert } from "node:assert";
+import { readDatabaseSecret } from "../../../src/core/database-secret.js";
+import { checksum, lineAndColumn, migrationFiles, pendingFiles } from "../../../src/core/migrations.js";
+
+const b64 = (values: Record<string, string>) =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
+
+describe("readDatabaseSecret", () => {
+  it("reads a url", () => {
+    assert.deepEqual(readDatabaseSecret("db", b64({ url: "postgres://app:s%40cret@db.internal:6432/shop?sslmode=require" })), {
+      ok: true,
+      target: { host: "db.internal", port: 6432, user: "app", password: "s@cret", database: "shop", ssl: "require" },
+    });
+  });
+  it("reads PG* keys with the default port", () => {
+    assert.deepEqual(readDatabaseSecret("db", b64({ PGHOST: "db", PGUSER: "app", PGPASSWORD: "pw", PGDATABASE: "shop" })), {
+      ok: true,
+      target: { host: "db", port: 5432, user: "app", password: "pw", database: "shop" },
+    });
+  });
+  const bad: Array<[string, Record<string, string> | undefined, RegExp]> = [
+    ["an empty Secret", undefined, /Secret db has neither key "url" nor PGHOST\/PGUSER\/PGDATABASE/],
+    ["a url that is not one", b64({ url: "db:5432" }), /key "url" must start with postgres:\/\//],
+    ["a garbled url", b64({ url: "not a url" }), /key "url" is not a URL/],
+    ["a url without database", b64({ url: "postgres://app:pw@db:5432/" }), /needs a user, a host and a database/],
+    ["PG* keys missing some", b64({ PGHOST: "db" }), /Secret db lacks PGUSER, PGDATABASE/],
+    ["a bad PGPORT", b64({ PGHOST: "db", PGUSER: "u", PGDATABASE: "d", PGPORT: "http" }), /PGPORT is not a port/],
+  ];
+  for (const [what, data, expected] of bad) {
+    it(`explains ${what} without echoing values`, () => {
+      const result = readDatabaseSecret("db", data);
+      assert.ok(!result.ok);
+      assert.match(result.problem, expected);
+      assert.doesNotMatch(result.problem, /pw|5432\/"/);
+    });
+  }
+});
+
+describe("migration files", () => {
+  const data = { "010_b.sql": "B", "002_a.sql": "A", "README.md": "not sql", "100_c.sql": "C" };
+  it("keeps *.sql keys in name order", () => {
+    assert.deepEqual(migrationFiles(data).map((f) => f.name), ["002_a.sql", "010_b.sql", "100_c.sql"]);
+  });
+  it("lists only files not in the history", () => {
+    const result = pendingFiles(migrationFiles(data), [{ name: "002_a.sql", checksum: checksum("A") }]);
+    assert.ok(result.ok);
+    assert.deepEqual(result.pending.map((f) => f.name), ["010_b.sql", "100_c.sql"]);
+  });
+  it("refuses an applied file that was edited, naming it", () => {
+    const result = pendingFiles(migrationFiles(data), [{ name: "010_b.sql", checksum: checksum("B original") }]);
+    assert.ok(!result.ok);
+    assert.match(result.problem, /^010_b\.sql was edited after it was applied .* put the change in a new file$/);
+  });
+  it("turns a PostgreSQL error position into line and column", () => {
+    const sql = "CREATE TABLE a (id int);\nALTER TABLE a ADD COLUMN x nonsense;\n";
+    assert.deepEqual(lineAndColumn(sql, sql.indexOf("nonsense") + 1), { line: 2, column: 28 });
+    assert.deepEqual(lineAndColumn(sql, 1), { line: 1, column: 1 });
+  });
+});
