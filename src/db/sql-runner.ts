@@ -30,12 +30,16 @@ export class SqlRunner {
   ) {}
 
   private async ensureTables(): Promise<void> {
+    // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; serialise it.
     await this.client.query(`
+      BEGIN;
+      SELECT pg_advisory_xact_lock(hashtext('schema-gate:tables'));
       CREATE TABLE IF NOT EXISTS ${HISTORY} (
         file text PRIMARY KEY, checksum text NOT NULL, version text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now(), duration_ms integer NOT NULL);
       CREATE TABLE IF NOT EXISTS ${VERSIONS} (
-        version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+        version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+      COMMIT`);
   }
 
   async applied(): Promise<AppliedFile[]> {
