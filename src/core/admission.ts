@@ -1,5 +1,5 @@
 import fastJsonPatch from "fast-json-patch";
-import { A } from "./annotations.js";
+import { A, HOLD_ANNOTATIONS } from "./annotations.js";
 import { allow, deny, patched, type Decision } from "./decision.js";
 import { readMemberSpec } from "./member-spec.js";
 import {
@@ -9,7 +9,7 @@ import {
   type Deployment,
   type Scale,
 } from "./objects.js";
-import { isHolding, Phase } from "./phase.js";
+import { isHeld, isHolding, Phase } from "./phase.js";
 import { compareVersions } from "./version.js";
 
 const { compare } = fastJsonPatch;
@@ -111,8 +111,6 @@ export function mutate(request: AdmissionRequest, context: AdmissionContext): De
   return patched(compare(original, result));
 }
 
-const HOLD_ANNOTATIONS = [A.phase, A.desiredReplicas, A.message] as const;
-
 interface HoldView {
   metadata: { annotations?: Record<string, string> };
   spec: { replicas?: number };
@@ -138,7 +136,7 @@ function alreadyHeld(deployment: HoldView): boolean {
 function validateScale(request: AdmissionRequest, context: AdmissionContext): Decision {
   const target = context.deployment(request.namespace ?? "", request.name ?? "");
   const annotations = annotationsOf(target);
-  if (!annotations[A.database] || !isHolding(annotations[A.phase])) return allow();
+  if (!isHeld(annotations)) return allow();
   const next = (request.object as Scale | undefined)?.spec?.replicas;
   const current = (request.oldObject as Scale | undefined)?.spec?.replicas ?? target?.spec?.replicas;
   if (next === current) return allow();
@@ -169,7 +167,7 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
   const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
   const annotations = annotationsOf(incoming);
   const oldAnnotations = annotationsOf(old);
-  const held = Boolean(oldAnnotations[A.database]) && isHolding(oldAnnotations[A.phase]);
+  const held = isHeld(oldAnnotations);
 
   if (!annotations[A.database]) {
     if (!held) return allow();

@@ -22,7 +22,7 @@ export const A = {
   message: `${PREFIX}message`,
 } as const;
 
-/** Annotations only the gate writes; user requests keep the stored values. */
-export const GATE_OWNED = [A.phase, A.desiredReplicas, A.appliedVersion, A.message] as const;
+/** The gate-owned annotations that describe a hold (with `applied-version`, all the gate writes). */
+export const HOLD_ANNOTATIONS = [A.phase, A.desiredReplicas, A.message] as const;
 
 export type Annotations = Record<string, string>;

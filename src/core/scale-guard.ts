@@ -1,6 +1,5 @@
-import { A } from "./annotations.js";
 import type { Deployment } from "./objects.js";
-import { isHolding } from "./phase.js";
+import { isHeld } from "./phase.js";
 
 export const SCALE_WEBHOOK = "scale.schema-gate.dev";
 export const SCALE_CONDITION = "held";
@@ -8,10 +7,7 @@ export const SCALE_CONDITION = "held";
 /** `namespace/name` of every opted-in Deployment the gate currently holds, sorted. */
 export function heldDeployments(deployments: readonly Deployment[]): string[] {
   return deployments
-    .filter((d) => {
-      const annotations = d.metadata?.annotations ?? {};
-      return Boolean(annotations[A.database]) && isHolding(annotations[A.phase]);
-    })
+    .filter((d) => isHeld(d.metadata?.annotations ?? {}))
     .map((d) => `${d.metadata?.namespace}/${d.metadata?.name}`)
     .sort();
 }
