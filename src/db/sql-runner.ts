@@ -24,12 +24,15 @@ const VERSIONS = "schema_gate_versions";
  * a file is applied exactly once even with two runners and never half-applied.
  */
 export class SqlRunner {
+  private tablesReady = false;
+
   constructor(
     private readonly client: pg.Client,
     private readonly group: string,
   ) {}
 
   private async ensureTables(): Promise<void> {
+    if (this.tablesReady) return;
     // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; serialise it.
     await this.client.query(`
       BEGIN;
@@ -40,6 +43,7 @@ export class SqlRunner {
       CREATE TABLE IF NOT EXISTS ${VERSIONS} (
         version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
       COMMIT`);
+    this.tablesReady = true;
   }
 
   async applied(): Promise<AppliedFile[]> {

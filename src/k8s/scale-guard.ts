@@ -19,15 +19,20 @@ export function startScaleGuard(
   let running = false;
   let again = false;
   let missingLogged = false;
+  // What the configuration was last seen to hold. Deployment events (every status update
+  // in the cluster) only cost an API call when the held set changed; the timer re-reads
+  // the configuration regardless, to repair a re-applied manifest.
+  let inPlace: string | undefined;
 
-  const sync = async (): Promise<void> => {
+  const sync = async (force: boolean): Promise<void> => {
     if (running) {
       again = true;
       return;
     }
+    const expression = scaleGuardExpression(heldDeployments(deployments.list() as readonly Deployment[]));
+    if (!force && expression === inPlace) return;
     running = true;
     try {
-      const expression = scaleGuardExpression(heldDeployments(deployments.list() as readonly Deployment[]));
       let config: k8s.V1ValidatingWebhookConfiguration;
       try {
         config = await api.readValidatingWebhookConfiguration({ name: webhookConfigName });
@@ -35,6 +40,7 @@ export function startScaleGuard(
         if ((error as { code?: number }).code === 404) {
           if (!missingLogged) log.warn({ webhookConfigName }, "validating webhook configuration not found; scale guard idle");
           missingLogged = true;
+          inPlace = expression; // nothing to update until the timer finds the configuration
           return;
         }
         throw error;
@@ -44,12 +50,14 @@ export function startScaleGuard(
       const c = w < 0 ? -1 : (config.webhooks![w]!.matchConditions?.findIndex((m) => m.name === SCALE_CONDITION) ?? -1);
       if (c < 0) return;
       const current = config.webhooks![w]!.matchConditions![c]!.expression;
+      inPlace = current;
       if (current === expression) return;
       const path = `/webhooks/${w}/matchConditions/${c}/expression`;
       await api.patchValidatingWebhookConfiguration(
         { name: webhookConfigName, body: [{ op: "test", path, value: current }, { op: "replace", path, value: expression }] },
         k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
       );
+      inPlace = expression;
       log.info({ expression }, "scale guard updated");
     } catch (error) {
       log.warn({ err: error }, "scale guard update failed; retrying");
@@ -57,14 +65,14 @@ export function startScaleGuard(
       running = false;
       if (again) {
         again = false;
-        void sync();
+        void sync(false);
       }
     }
   };
 
-  for (const event of ["add", "update", "delete"] as const) deployments.on(event, () => void sync());
-  const timer = setInterval(() => void sync(), 5000);
+  for (const event of ["add", "update", "delete"] as const) deployments.on(event, () => void sync(false));
+  const timer = setInterval(() => void sync(true), 5000);
   timer.unref();
-  void sync();
+  void sync(true);
   return { stop: () => clearInterval(timer) };
 }
