@@ -1,3 +1,5 @@
+import { hostname } from "node:os";
+
 /** Settings of `schema-gate serve`, read once from flags and the environment. */
 export interface ServeConfig {
   host: string;
@@ -15,6 +17,12 @@ export interface ServeConfig {
   settleSeconds: number;
   /** The ValidatingWebhookConfiguration whose scale entry the gate keeps current. */
   webhookConfigName: string;
+  /** Run the window controller (leader-elected); off leaves a webhook-only replica. */
+  controller: boolean;
+  /** Lease duration for leader election: how long a killed leader blocks its successor. */
+  leaseDurationSeconds: number;
+  /** This replica's name in the Lease (the pod name in a cluster). */
+  identity: string;
 }
 
 export interface ServeFlags {
@@ -29,6 +37,8 @@ export interface ServeFlags {
   logLevel?: string;
   settle?: string;
   webhookConfig?: string;
+  controller?: boolean;
+  leaseDuration?: string;
 }
 
 function positiveNumber(name: string, text: string): number {
@@ -52,5 +62,8 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     logLevel: flags.logLevel ?? env.LOG_LEVEL ?? "info",
     settleSeconds: positiveNumber("settle", flags.settle ?? "3"),
     webhookConfigName: flags.webhookConfig ?? "schema-gate",
+    controller: flags.controller ?? true,
+    leaseDurationSeconds: Math.max(1, positiveNumber("lease-duration", flags.leaseDuration ?? "15")),
+    identity: `${env.HOSTNAME ?? hostname()}_${process.pid}`,
   };
 }

@@ -1,11 +1,15 @@
 import * as k8s from "@kubernetes/client-node";
 import type { ServeConfig } from "./config.js";
 import { mutate, validate } from "./core/admission.js";
+import { startWindowController } from "./controller/window-controller.js";
+import { eventRecorder } from "./k8s/events.js";
 import { cachedAdmissionContext } from "./k8s/group-view.js";
+import { startLeaderElection } from "./k8s/leader.js";
 import { startInformer } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
+import { noMaintenance } from "./maintenance/switch.js";
 import { createMetrics } from "./metrics.js";
 import { createWebhookApp, serveHttps, type RunningServer } from "./webhook/server.js";
 import { CertificateSource } from "./webhook/tls.js";
@@ -31,6 +35,33 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
 
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
 
+  let controller: { stop(): Promise<void> } | undefined;
+  const leadership = config.controller
+    ? startLeaderElection(
+        kc,
+        {
+          namespace: config.namespace,
+          name: "schema-gate-controller",
+          identity: config.identity,
+          durationSeconds: config.leaseDurationSeconds,
+          onLost: () => log.warn("window controller paused: leadership lost"),
+        },
+        log.child({ component: "leader" }),
+      )
+    : undefined;
+  if (leadership) {
+    controller = startWindowController({
+      kc,
+      deployments,
+      leadership,
+      events: eventRecorder(kc, "schema-gate", log),
+      maintenance: noMaintenance,
+      metrics,
+      log: log.child({ component: "window" }),
+      settleMs: config.settleSeconds * 1000,
+    });
+  }
+
   const certs = new CertificateSource(config.tlsCertFile, config.tlsKeyFile, log);
   await certs.reload();
   const app = createWebhookApp({
@@ -49,6 +80,8 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     port: server.port,
     async stop() {
       scaleGuard.stop();
+      await controller?.stop();
+      await leadership?.stop();
       await server.close();
       await deployments.stop();
       log.info("schema-gate stopped");

@@ -23,6 +23,8 @@ export function buildProgram(): Command {
     .option("--exclude-namespace <ns>", "another namespace the webhook leaves alone (repeatable)", collect)
     .option("--webhook-config <name>", "ValidatingWebhookConfiguration whose scale entry the gate maintains", "schema-gate")
     .option("--settle <seconds>", "wait after the first hold so one helm upgrade forms one window")
+    .option("--no-controller", "serve the webhooks only; another replica runs the windows")
+    .option("--lease-duration <seconds>", "leader election lease; a killed leader is replaced after this long", "15")
     .option("--log-level <level>", "pino level (env LOG_LEVEL)")
     .action(async (flags: ServeFlags) => {
       const config = readServeConfig(flags);

@@ -59,10 +59,19 @@ export interface AdmissionRequest {
   dryRun?: boolean;
 }
 
-export function annotationsOf(object: { metadata?: ObjectMeta } | undefined): Record<string, string> {
+/**
+ * The least a workload object has, for code that both the webhook (raw JSON) and the
+ * controller (client objects) pass objects to.
+ */
+export interface Workload {
+  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> };
+  spec?: { replicas?: number; template?: { spec?: { containers?: Array<{ name: string }> } } };
+}
+
+export function annotationsOf(object: { metadata?: { annotations?: Record<string, string> } } | undefined): Record<string, string> {
   return object?.metadata?.annotations ?? {};
 }
 
-export function containerNames(deployment: Deployment | undefined): string[] {
+export function containerNames(deployment: Workload | undefined): string[] {
   return (deployment?.spec?.template?.spec?.containers ?? []).map((c) => c.name);
 }

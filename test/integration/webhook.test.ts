@@ -60,12 +60,14 @@ describe("admission webhook against the real apiserver", function () {
     this.timeout(60 * 60_000);
     env = await testEnv();
     ns = await testNamespace("webhook");
-    gate = await startGate(env);
+    gate = await startGate(env, ["--no-controller"]);
     await waitForWebhooks(env, ns);
     kubectl = (args, input) => env.cluster.kubectl(["-n", ns, ...args], input);
     const id = await gateIdentity(env);
     asGate = (args) => run(env.cluster.binaries.kubectl, ["--kubeconfig", id.kubeconfig, "-n", ns, ...args]).then((r) => r.stdout);
   });
+  // The next test file starts its own gate on the same port.
+  after(async () => gate?.stop());
 
   it("stores an opted-in Deployment with a new version held at 0 replicas", async function () {
     await kubectl(["apply", "-f", "-"], manifest("ledger", optIn("7")));
@@ -175,7 +177,7 @@ describe("admission webhook against the real apiserver", function () {
       assert.match(refused, /failed calling webhook "(hold|validate)\.schema-gate\.dev"/);
       assert.equal((await get("catalog")).metadata?.annotations?.touched, undefined);
     } finally {
-      gate = await startGate(env);
+      gate = await startGate(env, ["--no-controller"]);
     }
   });
 });

@@ -1,0 +1,77 @@
+import * as k8s from "@kubernetes/client-node";
+import { parseWindowState, windowConfigMapName, type WindowState } from "../core/window.js";
+
+export const WINDOW_KEY = "window.json";
+export const WINDOW_SELECTOR = "app.kubernetes.io/managed-by=schema-gate,schema-gate.dev/record=window";
+
+export interface StoredWindow {
+  state?: WindowState;
+  /** resourceVersion of the ConfigMap, for an optimistic update; undefined when it does not exist. */
+  version?: string;
+}
+
+/** Another writer changed the window record first: re-read and decide again. */
+export class StaleWindow extends Error {}
+
+/**
+ * The window record lives in a ConfigMap beside the group's Deployments, so `kubectl get
+ * configmap schema-gate-window-<group> -o yaml` shows it, it goes with the namespace, and a
+ * restarted gate resumes from it. Updates carry the resourceVersion they read: a gate
+ * that lost leadership cannot overwrite its successor's progress.
+ */
+export class WindowStore {
+  private readonly api: k8s.CoreV1Api;
+
+  constructor(kc: k8s.KubeConfig) {
+    this.api = kc.makeApiClient(k8s.CoreV1Api);
+  }
+
+  async read(namespace: string, group: string): Promise<StoredWindow> {
+    let map: k8s.V1ConfigMap;
+    try {
+      map = await this.api.readNamespacedConfigMap({ name: windowConfigMapName(group), namespace });
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return {};
+      throw error;
+    }
+    const parsed = parseWindowState(map.data?.[WINDOW_KEY]);
+    if (!parsed.ok) throw new Error(`configmap ${namespace}/${windowConfigMapName(group)}: ${parsed.problem}`);
+    return { ...(parsed.state ? { state: parsed.state } : {}), version: map.metadata?.resourceVersion };
+  }
+
+  /** Writes the record; returns the new resourceVersion, or throws StaleWindow. */
+  async save(namespace: string, state: WindowState, version: string | undefined): Promise<string> {
+    const body: k8s.V1ConfigMap = {
+      metadata: {
+        name: windowConfigMapName(state.group),
+        namespace,
+        labels: {
+          "app.kubernetes.io/managed-by": "schema-gate",
+          "schema-gate.dev/record": "window",
+          "schema-gate.dev/database": state.group,
+        },
+        ...(version ? { resourceVersion: version } : {}),
+      },
+      data: { [WINDOW_KEY]: `${JSON.stringify(state, null, 2)}\n` },
+    };
+    try {
+      const saved = version
+        ? await this.api.replaceNamespacedConfigMap({ name: body.metadata!.name!, namespace, body })
+        : await this.api.createNamespacedConfigMap({ namespace, body });
+      return saved.metadata!.resourceVersion!;
+    } catch (error) {
+      const code = (error as { code?: number }).code;
+      if (code === 409) throw new StaleWindow(`window record of ${namespace}/${state.group} changed meanwhile`);
+      throw error;
+    }
+  }
+
+  /** Namespace and group of every window record, for resuming after a restart. */
+  async list(): Promise<Array<{ namespace: string; group: string }>> {
+    const maps = await this.api.listConfigMapForAllNamespaces({ labelSelector: WINDOW_SELECTOR });
+    return maps.items.map((m) => ({
+      namespace: m.metadata!.namespace!,
+      group: m.metadata!.labels?.["schema-gate.dev/database"] ?? "",
+    }));
+  }
+}

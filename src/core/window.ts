@@ -1,0 +1,178 @@
+import { A } from "./annotations.js";
+import { readMemberSpec, type MemberSpec, type Runner } from "./member-spec.js";
+import { annotationsOf, containerNames, type Workload } from "./objects.js";
+import { isHolding } from "./phase.js";
+
+/**
+ * The steps of a migration window, in DESIGN.md's order. A window's durable progress is
+ * the step it is in: every step is idempotent, so a gate killed mid-step runs it again.
+ */
+export const STEPS = [
+  "maintenance-on",
+  "quiesce",
+  "drain",
+  "terminate",
+  "migrate",
+  "verify",
+  "restore",
+  "readiness",
+  "maintenance-off",
+] as const;
+export type Step = (typeof STEPS)[number] | "rollback" | "finished";
+
+/** Steps before the migration commits: a deadline or an abort may still end the window without it. */
+const BEFORE_COMMIT: ReadonlySet<Step> = new Set(["maintenance-on", "quiesce", "drain", "terminate", "migrate"]);
+
+export type WindowResult = "Done" | "RolledBack" | "Aborted";
+
+export interface SessionRecord {
+  pid: number;
+  user: string;
+  applicationName: string;
+  state: string;
+}
+
+/** The window record, kept as JSON in the group's `schema-gate-window-<group>` ConfigMap. */
+export interface WindowState {
+  /** Unique per window; names its Jobs and marks the maintenance flag it owns. */
+  id: string;
+  group: string;
+  version: string;
+  /** The group's applied version when the window opened (what a rollback returns to). */
+  fromVersion?: string;
+  /** The Deployment whose annotations chose the runner and policies. */
+  owner: string;
+  runner: Runner;
+  onFailure: "hold" | "rollback";
+  maintenance: boolean;
+  startedAt: string;
+  deadline: string;
+  step: Step;
+  /** Raised by every retry; part of the Job name so a retried Job is a new one. */
+  attempt: number;
+  /** The members' `retry` annotations when the window last (re)started. */
+  retryToken: string;
+  /** Set while the window is failed and held (onFailure: hold). */
+  failure?: { step: Step; message: string; at: string };
+  result?: WindowResult;
+  /** Why the window is being undone, once it is. */
+  ending?: "rollback" | "abort";
+  rollbackReason?: string;
+  maintenanceOwned?: boolean;
+  sessions?: SessionRecord[];
+  /** When the first member was scaled to zero, and when the migration committed. */
+  quiescedAt?: string;
+  committedAt?: string;
+  /** Milliseconds each step took (the last run of it). */
+  timings: Partial<Record<Step, number>>;
+}
+
+export const windowConfigMapName = (group: string) => `schema-gate-window-${group}`;
+
+export function nextStep(step: Step): Step {
+  const index = STEPS.indexOf(step as (typeof STEPS)[number]);
+  return index < 0 || index === STEPS.length - 1 ? "finished" : STEPS[index + 1]!;
+}
+
+export function parseWindowState(text: string | undefined): { ok: true; state?: WindowState } | { ok: false; problem: string } {
+  if (text === undefined) return { ok: true };
+  try {
+    const state = JSON.parse(text) as WindowState;
+    if (typeof state.id !== "string" || typeof state.version !== "string" || typeof state.step !== "string") {
+      throw new Error("id, version or step missing");
+    }
+    return { ok: true, state };
+  } catch (error) {
+    return { ok: false, problem: `window record is not valid (${(error as Error).message}); delete the ConfigMap to start over` };
+  }
+}
+
+/** Opted-in Deployments of one database group. */
+export function groupMembers<T extends Workload>(deployments: readonly T[], group: string): T[] {
+  return deployments
+    .filter((d) => annotationsOf(d)[A.database] === group)
+    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+}
+
+/** Members whose update is held, waiting for (or in) a window. */
+export function heldMembers<T extends Workload>(members: readonly T[]): T[] {
+  return members.filter((d) => isHolding(annotationsOf(d)[A.phase]) && annotationsOf(d)[A.schemaVersion] !== undefined);
+}
+
+export type WindowPlan =
+  | { kind: "none" }
+  | { kind: "invalid"; member: string; problem: string }
+  | { kind: "open"; version: string; owner: string; spec: MemberSpec & { runner: Runner; secret: string } };
+
+/**
+ * What a group with held members asks for: the target version and the member that
+ * decides runner and policies (the first held member, by name, that carries a runner).
+ */
+export function planWindow(members: readonly Workload[]): WindowPlan {
+  for (const member of heldMembers(members)) {
+    const name = member.metadata?.name ?? "";
+    const parsed = readMemberSpec(annotationsOf(member), containerNames(member));
+    if (!parsed.ok) return { kind: "invalid", member: name, problem: parsed.problems.join("; ") };
+    const { spec } = parsed;
+    if (spec.runner && spec.version !== undefined && spec.secret !== undefined) {
+      return { kind: "open", version: spec.version, owner: name, spec: { ...spec, runner: spec.runner, secret: spec.secret } };
+    }
+  }
+  return { kind: "none" };
+}
+
+/** The members' retry annotations, as one comparable token. */
+export function retryToken(members: readonly Workload[]): string {
+  return members
+    .map((d) => annotationsOf(d)[A.retry])
+    .filter((value): value is string => value !== undefined)
+    .join(",");
+}
+
+export const abortRequested = (members: readonly Workload[]) => members.some((d) => annotationsOf(d)[A.abort] === "true");
+
+/** What the window should do now, given its record, its members and the clock. */
+export type WindowAction =
+  | { kind: "idle" }
+  | { kind: "run"; step: Step }
+  | { kind: "abort" }
+  | { kind: "retry" }
+  | { kind: "expire" }
+  | { kind: "wait-for-user" };
+
+export function decideWindow(state: WindowState, members: readonly Workload[], now: number): WindowAction {
+  if (state.result) return { kind: "idle" };
+  const committed = !BEFORE_COMMIT.has(state.step) && state.step !== "rollback";
+  if (abortRequested(members) && !committed && state.step !== "rollback") return { kind: "abort" };
+  if (state.failure) {
+    if (retryToken(members) !== state.retryToken) return { kind: "retry" };
+    return { kind: "wait-for-user" };
+  }
+  if (!committed && state.step !== "rollback" && now > Date.parse(state.deadline)) return { kind: "expire" };
+  return { kind: "run", step: state.step };
+}
+
+/** A step that failed for a reason a user must fix (not a dropped connection). */
+export class StepFailure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StepFailure";
+  }
+}
+
+export const isBeforeCommit = (step: Step) => BEFORE_COMMIT.has(step);
+
+/** The Job runner's Job for one attempt of a window: deterministic, DNS-1123, at most 63 characters. */
+export function migrationJobName(state: Pick<WindowState, "group" | "id" | "attempt">): string {
+  let hash = 0x811c9dc5;
+  for (const char of `${state.id}/${state.attempt}`) {
+    hash ^= char.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return `migrate-${state.group.slice(0, 40).replace(/-+$/, "")}-${hash.toString(36)}`;
+}
+
+/** Duration in a human unit for Events and the CLI. */
+export function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`;
+}

@@ -1,0 +1,157 @@
+import { strict as assert } from "node:assert";
+import pg from "pg";
+import { A } from "../../src/core/annotations.js";
+import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
+import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
+import {
+  deploymentsOf,
+  eventsOf,
+  releaseShop,
+  SHOP_SERVICES,
+  shopDatabase,
+  shopReady,
+  windowRecord,
+  windowSettled,
+} from "../support/shop.js";
+
+export const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
+
+const V1 = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL DEFAULT 0;" };
+const V2 = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;\nCREATE INDEX items_stock ON items (stock);" };
+
+/** Application sessions as the services hold them; the first sits idle in a transaction that read the table. */
+async function appSessions(url: string): Promise<pg.Client[]> {
+  const clients = await Promise.all(
+    Object.keys(SHOP_SERVICES).map(async (name) => {
+      const client = new pg.Client({ connectionString: url, application_name: name });
+      client.on("error", () => undefined);
+      await client.connect();
+      return client;
+    }),
+  );
+  await clients[0]!.query("BEGIN");
+  await clients[0]!.query("SELECT count(*) FROM items");
+  return clients;
+}
+
+async function columns(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position");
+    return rows.map((r) => r.column_name as string);
+  } finally {
+    await client.end();
+  }
+}
+
+async function history(url: string): Promise<Array<{ file: string; version: string }>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query("SELECT file, version FROM schema_gate_history ORDER BY file")).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe("the migration window against the real apiserver and PostgreSQL", function () {
+  let env: TestEnv;
+  let gate: GateProcess;
+
+  before(async function () {
+    this.timeout(10 * 60_000);
+    env = await testEnv();
+    gate = await startGate(env, GATE_ARGS);
+  });
+  after(async () => gate?.stop());
+
+  describe("a helm upgrade of three services sharing one database", function () {
+    let ns: string;
+    let url: string;
+
+    before(async function () {
+      ns = await testNamespace("window");
+      await waitForWebhooks(env, ns);
+      ({ url } = await shopDatabase(env, ns));
+    });
+
+    it("runs the first install's migration in a window and starts every service at its replicas", async function () {
+      await releaseShop(env, ns, { schemaVersion: "1", sql: V1 });
+      const state = await windowSettled(env, ns, "1");
+      assert.equal(state.result, "Done", JSON.stringify(state.failure));
+      await shopReady(env, ns);
+      assert.deepEqual(await columns(url), ["id", "name", "price"]);
+      for (const [name, d] of await deploymentsOf(env, ns)) {
+        assert.equal(d.metadata?.annotations?.[A.appliedVersion], "1", name);
+        assert.equal(d.metadata?.annotations?.[A.phase], "Done", name);
+      }
+    });
+
+    it("terminates the sessions that would block ALTER TABLE, migrates once, and starts no new pod before the commit", async function () {
+      const sessions = await appSessions(url);
+      try {
+        await releaseShop(env, ns, { schemaVersion: "2", sql: V2 });
+        const state = await windowSettled(env, ns, "2");
+        assert.equal(state.result, "Done", JSON.stringify(state.failure));
+        await shopReady(env, ns);
+
+        // The sessions were reported and are gone.
+        const apps = (state.sessions ?? []).map((s) => s.applicationName).sort();
+        assert.deepEqual(apps, ["billing", "catalog", "orders"]);
+        await assert.rejects(sessions[0]!.query("SELECT 1"));
+
+        assert.deepEqual(await columns(url), ["id", "name", "price", "stock"]);
+        assert.deepEqual(await history(url), [
+          { file: "001-items.sql", version: "1" },
+          { file: "002-stock.sql", version: "2" },
+        ]);
+
+        // No pod of the new version existed before the migration committed.
+        const committed = Date.parse(state.committedAt!);
+        const pods = await env.core.listNamespacedPod({ namespace: ns });
+        const fresh = pods.items.filter((p) => p.spec?.containers[0]?.image?.endsWith(":2"));
+        assert.equal(fresh.length, 5);
+        for (const pod of fresh) {
+          // creationTimestamp has second precision: compare at that resolution.
+          assert.ok(Date.parse(String(pod.metadata!.creationTimestamp)) >= Math.floor(committed / 1000) * 1000, `${pod.metadata!.name} created before the commit`);
+        }
+
+        for (const [name, replicas] of Object.entries(SHOP_SERVICES)) {
+          const d = (await deploymentsOf(env, ns)).get(name)!;
+          assert.equal(d.spec?.replicas, replicas, name);
+          assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined);
+          assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2");
+        }
+
+        // The Events tell the story on each member, in order.
+        const reasons = (await eventsOf(env, ns, "orders")).map((e) => e.reason);
+        const story = ["WindowOpened", "SessionsTerminated", "Migrated", "Restored", "WindowDone"];
+        const positions = story.map((r) => reasons.lastIndexOf(r));
+        assert.ok(positions.every((p, i) => p >= 0 && (i === 0 || p > positions[i - 1]!)), `events: ${reasons.join(", ")}`);
+      } finally {
+        await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
+      }
+    });
+
+    it("releases a version bump whose SQL files are all applied without opening a window", async function () {
+      const before = await windowRecord(env, ns);
+      await releaseShop(env, ns, { schemaVersion: "3", sql: V2 });
+      await shopReady(env, ns);
+      const after = await deploymentsOf(env, ns);
+      for (const [name, d] of after) assert.equal(d.metadata?.annotations?.[A.appliedVersion], "3", name);
+      assert.equal((await windowRecord(env, ns))?.id, before?.id, "no new window record");
+      const reasons = (await eventsOf(env, ns, "billing")).map((e) => e.reason);
+      assert.ok(reasons.includes("NoMigrationPending"), reasons.join(", "));
+      assert.equal((await history(url)).length, 2);
+    });
+
+    it("keeps the database password out of the gate's logs", function () {
+      const password = env.postgres.password;
+      assert.ok(password.length >= 8);
+      const leaked = gate.logs.filter((line) => line.includes(password));
+      assert.deepEqual(leaked, []);
+      assert.ok(gate.logs.some((line) => line.includes('"window opened"')));
+    });
+  });
+});

@@ -1,0 +1,98 @@
+import { writeFile, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import pg from "pg";
+import YAML from "yaml";
+import type { DatabaseTarget } from "../../src/core/database-secret.js";
+import { parseWindowState, windowConfigMapName, type WindowState } from "../../src/core/window.js";
+import { projectRoot } from "../../src/local/paths.js";
+import { pollUntil } from "../../src/util/wait.js";
+import type { TestEnv } from "./env.js";
+
+export const SHOP_CHART = join(projectRoot, "test", "fixtures", "charts", "shop");
+export const SHOP_SERVICES = { orders: 2, billing: 2, catalog: 1 } as const;
+export const GROUP = "shop-db";
+
+let databases = 0;
+
+/** A fresh database on the test PostgreSQL with the application's table, and a Secret naming it. */
+export async function shopDatabase(env: TestEnv, namespace: string): Promise<{ target: DatabaseTarget; url: string }> {
+  const pgServer = env.postgres;
+  const database = `shop_${process.pid}_${++databases}`;
+  const admin = new pg.Client({ connectionString: pgServer.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const url = `postgres://${pgServer.user}:${encodeURIComponent(pgServer.password)}@${pgServer.host}:${pgServer.port}/${database}`;
+  const setup = new pg.Client({ connectionString: url });
+  await setup.connect();
+  await setup.query("CREATE TABLE items (id int PRIMARY KEY, name text)");
+  await setup.end();
+  await env.core.createNamespacedSecret({
+    namespace,
+    body: { metadata: { name: GROUP }, stringData: { url } },
+  });
+  return {
+    url,
+    target: { host: pgServer.host, port: pgServer.port, user: pgServer.user, password: pgServer.password, database },
+  };
+}
+
+/** `helm upgrade --install` of the shop chart with the given values (schema version, SQL files, ...). */
+export async function releaseShop(env: TestEnv, namespace: string, values: Record<string, unknown>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "schema-gate-values-"));
+  const file = join(dir, "values.yaml");
+  await writeFile(file, YAML.stringify(values));
+  await env.cluster.helm([
+    "upgrade", "--install", "shop", SHOP_CHART, "-n", namespace, "--kubeconfig", env.cluster.kubeconfig, "-f", file,
+  ]);
+}
+
+export async function windowRecord(env: TestEnv, namespace: string, group = GROUP): Promise<WindowState | undefined> {
+  try {
+    const map = await env.core.readNamespacedConfigMap({ name: windowConfigMapName(group), namespace });
+    const parsed = parseWindowState(map.data?.["window.json"]);
+    if (!parsed.ok) throw new Error(parsed.problem);
+    return parsed.state;
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw error;
+  }
+}
+
+/** Waits until the group's window for `version` has a result, or is held failed. */
+export async function windowSettled(env: TestEnv, namespace: string, version: string, timeoutMs = 90_000): Promise<WindowState> {
+  return pollUntil(
+    async () => {
+      const state = await windowRecord(env, namespace);
+      return state && state.version === version && (state.result || state.failure) ? state : undefined;
+    },
+    { timeoutMs, intervalMs: 200, what: `the window to schema version ${version} in ${namespace} to end` },
+  );
+}
+
+export async function deploymentsOf(env: TestEnv, namespace: string): Promise<Map<string, k8s.V1Deployment>> {
+  const list = await env.apps.listNamespacedDeployment({ namespace });
+  return new Map(list.items.map((d) => [d.metadata!.name!, d]));
+}
+
+export async function eventsOf(env: TestEnv, namespace: string, name: string): Promise<k8s.CoreV1Event[]> {
+  const list = await env.core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  // Timestamps have second precision; etcd's revision (resourceVersion) orders creation exactly.
+  return list.items.sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion));
+}
+
+/** Waits until every shop Deployment is back at its replicas with every pod ready. */
+export async function shopReady(env: TestEnv, namespace: string, replicas: Record<string, number> = SHOP_SERVICES): Promise<void> {
+  await pollUntil(
+    async () => {
+      const all = await deploymentsOf(env, namespace);
+      return Object.entries(replicas).every(([name, n]) => {
+        const d = all.get(name);
+        return d?.spec?.replicas === n && (d.status?.readyReplicas ?? 0) === n && (d.status?.replicas ?? 0) === n;
+      }) || undefined;
+    },
+    { timeoutMs: 90_000, intervalMs: 250, what: `the shop Deployments in ${namespace} to be ready` },
+  );
+}
