@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import pg from "pg";
+import { pollUntil } from "../../src/util/wait.js";
 import { A } from "../../src/core/annotations.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
@@ -152,6 +153,68 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       const leaked = gate.logs.filter((line) => line.includes(password));
       assert.deepEqual(leaked, []);
       assert.ok(gate.logs.some((line) => line.includes('"window opened"')));
+    });
+  });
+
+  describe("a migration that fails", function () {
+    const BROKEN = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int;\nUPDATE items SET stock = nope;" };
+    const FIXED = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int;\nALTER TABLE items ADD COLUMN x int;" };
+
+    async function installedShop(prefix: string, onFailure: string): Promise<{ ns: string; url: string }> {
+      const ns = await testNamespace(prefix);
+      await waitForWebhooks(env, ns);
+      const { url } = await shopDatabase(env, ns);
+      await releaseShop(env, ns, { schemaVersion: "1", sql: V1, onFailure });
+      assert.equal((await windowSettled(env, ns, "1")).result, "Done");
+      await shopReady(env, ns);
+      return { ns, url };
+    }
+
+    it("hold: stays at zero with phase Failed and an Event naming the file and error; a fix and retry complete it", async function () {
+      const { ns, url } = await installedShop("fail-hold", "hold");
+      await releaseShop(env, ns, { schemaVersion: "2", sql: BROKEN, onFailure: "hold" });
+      const failed = await windowSettled(env, ns, "2");
+      assert.equal(failed.result, undefined);
+      assert.match(failed.failure!.message, /002-stock\.sql:2:26: column "nope" does not exist/);
+      for (const [name, d] of await deploymentsOf(env, ns)) {
+        assert.equal(d.spec?.replicas, 0, name);
+        assert.equal(d.metadata?.annotations?.[A.phase], "Failed", name);
+        assert.equal(d.metadata?.annotations?.[A.desiredReplicas], String(SHOP_SERVICES[name as keyof typeof SHOP_SERVICES]));
+      }
+      const warning = (await eventsOf(env, ns, "orders")).find((e) => e.reason === "WindowFailed");
+      assert.match(warning?.message ?? "", /002-stock\.sql:2:26/);
+      // Each file is its own transaction: the failed one left nothing behind.
+      assert.deepEqual(await columns(url), ["id", "name", "price"]);
+
+      await releaseShop(env, ns, { schemaVersion: "2", sql: FIXED, onFailure: "hold" });
+      await env.cluster.kubectl(["-n", ns, "annotate", "deployment/billing", "--overwrite", `${A.retry}=1`]);
+      const done = await pollUntil(async () => {
+        const state = await windowRecord(env, ns);
+        return state?.result ? state : undefined;
+      }, { timeoutMs: 60_000, what: "the retried window to finish" });
+      assert.equal(done.result, "Done");
+      assert.equal(done.attempt, 2);
+      await shopReady(env, ns);
+      assert.deepEqual(await columns(url), ["id", "name", "price", "stock", "x"]);
+    });
+
+    it("rollback: returns the previous template at its replicas and records nothing", async function () {
+      const { ns, url } = await installedShop("fail-rollback", "rollback");
+      await releaseShop(env, ns, { schemaVersion: "2", sql: BROKEN, onFailure: "rollback" });
+      const state = await windowSettled(env, ns, "2");
+      assert.equal(state.result, "RolledBack");
+      assert.match(state.rollbackReason ?? "", /002-stock\.sql/);
+      await shopReady(env, ns);
+      for (const [name, d] of await deploymentsOf(env, ns)) {
+        assert.equal(d.spec?.template?.spec?.containers[0]?.image, `registry.example/shop-${name}:1`, name);
+        assert.equal(d.metadata?.annotations?.[A.phase], "RolledBack");
+        assert.equal(d.metadata?.annotations?.[A.schemaVersion], "1");
+        assert.equal(d.metadata?.annotations?.[A.appliedVersion], "1");
+      }
+      assert.deepEqual(await columns(url), ["id", "name", "price"]);
+      assert.deepEqual((await history(url)).map((h) => h.file), ["001-items.sql"]);
+      const reasons = (await eventsOf(env, ns, "catalog")).map((e) => e.reason);
+      assert.ok(reasons.includes("WindowFailed") && reasons.includes("WindowRolledBack"), reasons.join(", "));
     });
   });
 });
