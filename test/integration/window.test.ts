@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import { STEPS } from "../../src/core/window.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
@@ -279,6 +280,100 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       assert.ok((await columns(url)).includes(`c${target}`));
       const reasons = (await eventsOf(env, ns, "orders")).map((e) => e.reason);
       assert.ok(reasons.includes("DatabaseUnavailable"), reasons.join(", "));
+    });
+  });
+
+  describe("the Job runner", function () {
+    let ns: string;
+
+    before(async function () {
+      ns = await testNamespace("jobs");
+      await waitForWebhooks(env, ns);
+      await shopDatabase(env, ns);
+    });
+
+    /** A Deployment whose migration is a command run as a Job from its new image. */
+    const ledger = (version: string, nodeSelector?: Record<string, string>) =>
+      JSON.stringify({
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: {
+          name: `ledger-${version}`,
+          annotations: {
+            [A.database]: "shop-db",
+            [A.schemaVersion]: version,
+            [A.databaseSecret]: "shop-db",
+            [A.migrationCommand]: JSON.stringify(["./ledger", "migrate", "--to", version]),
+          },
+        },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: { app: `ledger-${version}` } },
+          template: {
+            metadata: { labels: { app: `ledger-${version}` } },
+            spec: {
+              ...(nodeSelector ? { nodeSelector } : {}),
+              containers: [{ name: "ledger", image: `registry.example/ledger:${version}`, env: [{ name: "MODE", value: "web" }] }],
+            },
+          },
+        },
+      });
+
+    it("runs the command once in a Job made from the new pod template, then restores the group", async function () {
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], ledger("1"));
+      const state = await windowSettled(env, ns, "1");
+      assert.equal(state.result, "Done", JSON.stringify(state.failure));
+      const jobs = await env.batch.listNamespacedJob({ namespace: ns });
+      assert.equal(jobs.items.length, 1);
+      const pod = jobs.items[0]!.spec!.template.spec!;
+      assert.deepEqual(pod.containers[0]!.command, ["./ledger", "migrate", "--to", "1"]);
+      assert.equal(pod.containers[0]!.image, "registry.example/ledger:1");
+      assert.deepEqual(JSON.parse(JSON.stringify(pod.containers[0]!.env)), [{ name: "MODE", value: "web" }]);
+      assert.equal(pod.restartPolicy, "Never");
+      await shopReady(env, ns, { "ledger-1": 2 });
+    });
+
+    it("shows a failed Job like a failed SQL file: phase Failed and an Event with the Job and its exit code", async function () {
+      // No node matches, so kwok leaves the pod alone and the test plays the kubelet that saw it fail.
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], ledger("2", { "schema-gate.test/node": "none" }));
+      const pod = await pollUntil(async () => {
+        const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: "schema-gate.dev/database=shop-db" });
+        return pods.items.find((p) => p.spec?.containers[0]?.image === "registry.example/ledger:2");
+      }, { timeoutMs: 60_000, what: "the migration Job's pod" });
+      await env.core.patchNamespacedPodStatus(
+        {
+          name: pod.metadata!.name!,
+          namespace: ns,
+          body: {
+            status: {
+              phase: "Failed",
+              containerStatuses: [{
+                name: "ledger", image: "registry.example/ledger:2", imageID: "", ready: false, restartCount: 0,
+                state: { terminated: { exitCode: 3, reason: "Error", message: "relation ledger_entries already exists" } },
+              }],
+            },
+          },
+        },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      );
+      const state = await windowSettled(env, ns, "2");
+      assert.equal(state.result, undefined);
+      assert.match(state.failure!.message, /migration Job .* failed .*exited with code 3: relation ledger_entries already exists/s);
+      for (const name of ["ledger-1", "ledger-2"]) {
+        const d = await env.apps.readNamespacedDeployment({ name, namespace: ns });
+        assert.equal(d.spec?.replicas, 0, name);
+        assert.equal(d.metadata?.annotations?.[A.phase], "Failed", name);
+      }
+      const warning = (await eventsOf(env, ns, "ledger-2")).find((e) => e.reason === "WindowFailed");
+      assert.match(warning?.message ?? "", /exited with code 3/);
+      // Ending it by hand: abort returns ledger-1 to its replicas.
+      await env.cluster.kubectl(["-n", ns, "annotate", "deployment/ledger-2", `${A.abort}=true`]);
+      const ended = await pollUntil(async () => {
+        const s = await windowRecord(env, ns);
+        return s?.result ? s : undefined;
+      }, { timeoutMs: 60_000, what: "the aborted window to end" });
+      assert.equal(ended.result, "Aborted");
+      await shopReady(env, ns, { "ledger-1": 2 });
     });
   });
 });
