@@ -68,6 +68,8 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   const settling = new Map<string, { held: string; since: number }>();
   /** Warnings already reported per group, so a resync does not repeat an Event every second. */
   const reported = new Map<string, string>();
+  /** The version a group's SQL runner last reported files pending for. */
+  const pendingSeen = new Map<string, string>();
   let stopped = false;
 
   const key = (namespace: string, group: string) => `${namespace}/${group}`;
@@ -203,7 +205,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       await members.restore(namespace, group, version, `schema version ${version} applied by window ${previous.id}`);
       return false;
     }
-    if (spec.runner.kind === "sql") {
+    if (spec.runner.kind === "sql" && pendingSeen.get(k) !== version) {
       // The SQL runner knows what is pending: with nothing to apply there is no window.
       try {
         const target = await databaseTarget(core, namespace, spec.secret);
@@ -223,6 +225,8 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
           settling.delete(k);
           return false;
         }
+        // Pending files stay pending until a window applies them: no need to ask again while settling.
+        pendingSeen.set(k, version);
       } catch (error) {
         const message = error instanceof StepFailure || isConnectionError(error)
           ? (error as Error).message
@@ -242,6 +246,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       return false;
     }
     settling.delete(k);
+    pendingSeen.delete(k);
     reported.delete(k);
 
     const now = Date.now();

@@ -1,0 +1,147 @@
+/**
+ * npm run bench:window — the downtime of one migration window (first old pod gone to
+ * last new pod Ready) split into its steps, for groups of 1, 5 and 20 Deployments, next to
+ * the scripted approach (delete the Deployments, run the migration, recreate them, wait
+ * for Ready) timed in the same run on the same cluster and PostgreSQL. The gate's own
+ * overhead is the downtime minus what kubectl, Kubernetes and PostgreSQL take anyway: the
+ * settle delay, kubectl submitting the Deployments one by one, pods terminating (drain), the
+ * SQL itself and pods becoming Ready. Prints figures only.
+ */
+import pg from "pg";
+import YAML from "yaml";
+import { A } from "../core/annotations.js";
+import { formatMs } from "../core/window.js";
+import { pollUntil } from "../util/wait.js";
+import { startGate, waitForWebhooks } from "../../test/support/gate.js";
+import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../../test/support/env.js";
+import { shopDatabase, windowSettled } from "../../test/support/shop.js";
+
+const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
+const SETTLE_SECONDS = 0.5;
+const MIGRATION = "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;";
+
+function deployments(count: number, version: string, optIn: boolean): string {
+  return Array.from({ length: count }, (_, i) => ({
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      name: `svc-${i}`,
+      annotations: optIn
+        ? { [A.database]: "shop-db", [A.schemaVersion]: version, [A.databaseSecret]: "shop-db", [A.migrationConfigMap]: "shop-migrations" }
+        : {},
+    },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { app: `svc-${i}` } },
+      template: { metadata: { labels: { app: `svc-${i}` } }, spec: { containers: [{ name: "app", image: `registry.example/svc:${version}` }] } },
+    },
+  })).map((d) => YAML.stringify(d)).join("---\n");
+}
+
+const migrations = (files: Record<string, string>) =>
+  YAML.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "shop-migrations" }, data: files });
+
+/** Polls the namespace's pods until `done` holds, noting when the last old pod went and the last new pod was Ready. */
+async function watchPods(env: TestEnv, ns: string, count: number, version: string): Promise<{ firstGone: number; newReady: number }> {
+  let firstGone = 0;
+  const newReady = await pollUntil(async () => {
+    const pods = (await env.core.listNamespacedPod({ namespace: ns })).items;
+    const old = pods.filter((p) => !p.spec?.containers[0]?.image?.endsWith(`:${version}`));
+    const serving = old.filter((p) => !p.metadata?.deletionTimestamp);
+    if (serving.length < count && firstGone === 0) firstGone = Date.now();
+    const ready = pods.filter((p) => p.spec?.containers[0]?.image?.endsWith(`:${version}`) &&
+      !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+    return old.length === 0 && ready.length === count ? Date.now() : undefined;
+  }, { timeoutMs: 300_000, intervalMs: 25, what: `${count} pods of version ${version} to be Ready` });
+  return { firstGone: firstGone || Date.now(), newReady };
+}
+
+async function gateWindow(env: TestEnv, count: number): Promise<Record<string, number>> {
+  const ns = await testNamespace(`bench-gate-${count}`);
+  await waitForWebhooks(env, ns);
+  await shopDatabase(env, ns);
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;" }));
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true));
+  await windowSettled(env, ns, "1", 300_000);
+  await watchPods(env, ns, count, "1");
+
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;", "002-stock.sql": MIGRATION }));
+  const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", true));
+  let submitted = 0;
+  void applied.then(() => (submitted = Date.now()));
+  const { firstGone: started, newReady } = await watchPods(env, ns, count, "2");
+  await applied;
+  const state = await windowSettled(env, ns, "2", 300_000);
+  if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
+  const t = state.timings;
+  const windowMs = Date.now() - Date.parse(state.startedAt);
+  const downtime = newReady - started;
+  // kubectl applies one object after another: the last Deployment is held this long after the first.
+  const submit = Math.max(0, submitted - started);
+  const waitingOnOthers = SETTLE_SECONDS * 1000 + submit + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
+  return {
+    downtime,
+    submit,
+    "hold→open": Date.parse(state.startedAt) - started,
+    quiesce: t.quiesce ?? 0,
+    drain: t.drain ?? 0,
+    terminate: t.terminate ?? 0,
+    migrate: t.migrate ?? 0,
+    verify: t.verify ?? 0,
+    restore: t.restore ?? 0,
+    readiness: t.readiness ?? 0,
+    window: windowMs,
+    overhead: Math.max(0, downtime - waitingOnOthers),
+  };
+}
+
+async function scripted(env: TestEnv, count: number): Promise<Record<string, number>> {
+  const ns = await testNamespace(`bench-script-${count}`);
+  const { url } = await shopDatabase(env, ns);
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false));
+  await watchPods(env, ns, count, "1");
+
+  const deleted = env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
+  // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
+  const started = await pollUntil(async () => {
+    const pods = (await env.core.listNamespacedPod({ namespace: ns })).items;
+    return pods.filter((p) => !p.metadata?.deletionTimestamp).length < count ? Date.now() : undefined;
+  }, { timeoutMs: 60_000, intervalMs: 25, what: "the first pod to stop" });
+  await deleted;
+  await pollUntil(async () => ((await env.core.listNamespacedPod({ namespace: ns })).items.length === 0) || undefined,
+    { timeoutMs: 300_000, intervalMs: 25, what: "pods to be gone" });
+  const gone = Date.now();
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(MIGRATION);
+  await client.end();
+  const migrated = Date.now();
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", false));
+  const { newReady } = await watchPods(env, ns, count, "2");
+  return { downtime: newReady - started, drain: gone - started, migrate: migrated - gone, readiness: newReady - migrated };
+}
+
+const env = await testEnv();
+try {
+  await startGate(env, ["--settle", String(SETTLE_SECONDS), "--lease-duration", "3", "--log-level", "warn"]);
+  console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE; gate settle ${SETTLE_SECONDS}s`);
+  const rows: string[][] = [];
+  for (const count of SIZES) {
+    const gate = await gateWindow(env, count);
+    const script = await scripted(env, count);
+    rows.push([
+      String(count),
+      formatMs(gate.downtime!), formatMs(gate.submit!), formatMs(gate["hold→open"]!), formatMs(gate.quiesce!), formatMs(gate.drain!),
+      formatMs(gate.terminate!), formatMs(gate.migrate!), formatMs(gate.restore!), formatMs(gate.readiness!),
+      formatMs(gate.overhead!), formatMs(script.downtime!),
+      `${formatMs(script.drain!)} / ${formatMs(script.migrate!)} / ${formatMs(script.readiness!)}`,
+    ]);
+  }
+  const header = ["deployments", "gate downtime", "kubectl submit", "hold→open", "quiesce", "drain", "terminate", "migrate", "restore", "readiness", "gate overhead", "scripted downtime", "scripted drain / migrate / ready"];
+  console.log(`| ${header.join(" | ")} |`);
+  console.log(`|${header.map(() => "---").join("|")}|`);
+  for (const row of rows) console.log(`| ${row.join(" | ")} |`);
+  console.log("gate overhead = gate downtime - settle - kubectl submit - drain - migrate - readiness (what kubectl, Kubernetes and PostgreSQL take in either approach)");
+} finally {
+  await stopTestEnv();
+}
