@@ -294,8 +294,9 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       await narrate(group$, "Warning", "WindowFailed", `window ${state.id} failed in step ${state.step}: ${message}. Rolling back (on-failure: rollback)`);
       return;
     }
-    await save(namespace, failed, version);
+    // Members first: once the record says failed, a reader of it finds them marked too.
     await members.mark(namespace, state.group, Phase.Failed, `window failed in step ${state.step}: ${message}`.slice(0, 4000));
+    await save(namespace, failed, version);
     await narrate(group$, "Warning", "WindowFailed",
       `window ${state.id} failed in step ${state.step}: ${message}. The group stays quiesced; fix the cause and run ` +
       `\`schema-gate retry ${state.group} -n ${namespace}\` (or annotate ${A.retry}), or \`schema-gate abort ${state.group} -n ${namespace}\``);

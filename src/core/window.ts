@@ -94,9 +94,11 @@ export function groupMembers<T extends Workload>(deployments: readonly T[], grou
     .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
 }
 
-/** Members whose update is held, waiting for (or in) a window. */
+/** Members whose update is held, waiting for (or in) a window, by name. */
 export function heldMembers<T extends Workload>(members: readonly T[]): T[] {
-  return members.filter((d) => isHolding(annotationsOf(d)[A.phase]) && annotationsOf(d)[A.schemaVersion] !== undefined);
+  return members
+    .filter((d) => isHolding(annotationsOf(d)[A.phase]) && annotationsOf(d)[A.schemaVersion] !== undefined)
+    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
 }
 
 export type WindowPlan =

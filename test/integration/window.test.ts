@@ -128,10 +128,13 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         }
 
         // The Events tell the story on each member, in order.
-        const reasons = (await eventsOf(env, ns, "orders")).map((e) => e.reason);
         const story = ["WindowOpened", "SessionsTerminated", "Migrated", "Restored", "WindowDone"];
+        const reasons = await pollUntil(async () => {
+          const seen = (await eventsOf(env, ns, "orders")).map((e) => e.reason);
+          return story.every((r) => seen.includes(r)) ? seen : undefined;
+        }, { timeoutMs: 10_000, what: "the window's Events" });
         const positions = story.map((r) => reasons.lastIndexOf(r));
-        assert.ok(positions.every((p, i) => p >= 0 && (i === 0 || p > positions[i - 1]!)), `events: ${reasons.join(", ")}`);
+        assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]!), `events: ${reasons.join(", ")}`);
       } finally {
         await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
       }
@@ -144,8 +147,8 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       const after = await deploymentsOf(env, ns);
       for (const [name, d] of after) assert.equal(d.metadata?.annotations?.[A.appliedVersion], "3", name);
       assert.equal((await windowRecord(env, ns))?.id, before?.id, "no new window record");
-      const reasons = (await eventsOf(env, ns, "billing")).map((e) => e.reason);
-      assert.ok(reasons.includes("NoMigrationPending"), reasons.join(", "));
+      await pollUntil(async () => (await eventsOf(env, ns, "billing")).find((e) => e.reason === "NoMigrationPending"),
+        { timeoutMs: 10_000, what: "the NoMigrationPending Event" });
       assert.equal((await history(url)).length, 2);
     });
 
@@ -183,8 +186,10 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         assert.equal(d.metadata?.annotations?.[A.phase], "Failed", name);
         assert.equal(d.metadata?.annotations?.[A.desiredReplicas], String(SHOP_SERVICES[name as keyof typeof SHOP_SERVICES]));
       }
-      const warning = (await eventsOf(env, ns, "orders")).find((e) => e.reason === "WindowFailed");
-      assert.match(warning?.message ?? "", /002-stock\.sql:2:26/);
+      // The Event follows the record by a moment.
+      const warning = await pollUntil(async () => (await eventsOf(env, ns, "orders")).find((e) => e.reason === "WindowFailed"),
+        { timeoutMs: 10_000, what: "the WindowFailed Event" });
+      assert.match(warning.message ?? "", /002-stock\.sql:2:26/);
       // Each file is its own transaction: the failed one left nothing behind.
       assert.deepEqual(await columns(url), ["id", "name", "price"]);
 
@@ -215,8 +220,11 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       }
       assert.deepEqual(await columns(url), ["id", "name", "price"]);
       assert.deepEqual((await history(url)).map((h) => h.file), ["001-items.sql"]);
-      const reasons = (await eventsOf(env, ns, "catalog")).map((e) => e.reason);
-      assert.ok(reasons.includes("WindowFailed") && reasons.includes("WindowRolledBack"), reasons.join(", "));
+      const reasons = await pollUntil(async () => {
+        const seen = (await eventsOf(env, ns, "catalog")).map((e) => e.reason);
+        return seen.includes("WindowFailed") && seen.includes("WindowRolledBack") ? seen : undefined;
+      }, { timeoutMs: 10_000, what: "the WindowFailed and WindowRolledBack Events" });
+      assert.ok(reasons.indexOf("WindowFailed") < reasons.lastIndexOf("WindowRolledBack"));
     });
   });
 
@@ -278,8 +286,8 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       await env.postgres.restart("fast");
       await assertConverged(target);
       assert.ok((await columns(url)).includes(`c${target}`));
-      const reasons = (await eventsOf(env, ns, "orders")).map((e) => e.reason);
-      assert.ok(reasons.includes("DatabaseUnavailable"), reasons.join(", "));
+      await pollUntil(async () => (await eventsOf(env, ns, "orders")).find((e) => e.reason === "DatabaseUnavailable"),
+        { timeoutMs: 10_000, what: "the DatabaseUnavailable Event" });
     });
   });
 
@@ -364,8 +372,9 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         assert.equal(d.spec?.replicas, 0, name);
         assert.equal(d.metadata?.annotations?.[A.phase], "Failed", name);
       }
-      const warning = (await eventsOf(env, ns, "ledger-2")).find((e) => e.reason === "WindowFailed");
-      assert.match(warning?.message ?? "", /exited with code 3/);
+      const warning = await pollUntil(async () => (await eventsOf(env, ns, "ledger-2")).find((e) => e.reason === "WindowFailed"),
+        { timeoutMs: 10_000, what: "the WindowFailed Event" });
+      assert.match(warning.message ?? "", /exited with code 3/);
       // Ending it by hand: abort returns ledger-1 to its replicas.
       await env.cluster.kubectl(["-n", ns, "annotate", "deployment/ledger-2", `${A.abort}=true`]);
       const ended = await pollUntil(async () => {
