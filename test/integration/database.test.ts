@@ -6,22 +6,7 @@ import { openSession } from "../../src/db/connect.js";
 import { terminateOtherSessions } from "../../src/db/sessions.js";
 import { MigrationError, SqlRunner } from "../../src/db/sql-runner.js";
 import { startPostgres, type PostgresServer } from "../../src/local/postgres.js";
-
-/** Application sessions as the services would hold them, one idle in a transaction that read the table. */
-async function appSessions(url: string): Promise<pg.Client[]> {
-  const clients = await Promise.all(
-    ["orders", "billing", "catalog"].map(async (name) => {
-      const client = new pg.Client({ connectionString: url, application_name: name });
-      client.on("error", () => undefined);
-      await client.connect();
-      return client;
-    }),
-  );
-  await clients[0]!.query("BEGIN");
-  await clients[0]!.query("SELECT count(*) FROM items");
-  await clients[1]!.query("SELECT 1");
-  return clients;
-}
+import { appSessions } from "../support/shop.js";
 
 // Its own server: these tests restart PostgreSQL and create databases.
 describe("PostgreSQL: exclusive access and the SQL runner", function () {

@@ -7,6 +7,7 @@ import { A } from "../../src/core/annotations.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import {
+  appSessions,
   deploymentsOf,
   eventsOf,
   releaseShop,
@@ -21,21 +22,6 @@ export const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
 
 const V1 = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL DEFAULT 0;" };
 const V2 = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;\nCREATE INDEX items_stock ON items (stock);" };
-
-/** Application sessions as the services hold them; the first sits idle in a transaction that read the table. */
-async function appSessions(url: string): Promise<pg.Client[]> {
-  const clients = await Promise.all(
-    Object.keys(SHOP_SERVICES).map(async (name) => {
-      const client = new pg.Client({ connectionString: url, application_name: name });
-      client.on("error", () => undefined);
-      await client.connect();
-      return client;
-    }),
-  );
-  await clients[0]!.query("BEGIN");
-  await clients[0]!.query("SELECT count(*) FROM items");
-  return clients;
-}
 
 async function columns(url: string): Promise<string[]> {
   const client = new pg.Client({ connectionString: url });

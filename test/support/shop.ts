@@ -96,3 +96,22 @@ export async function shopReady(env: TestEnv, namespace: string, replicas: Recor
     { timeoutMs: 90_000, intervalMs: 250, what: `the shop Deployments in ${namespace} to be ready` },
   );
 }
+
+/**
+ * Application sessions as the services hold them, named after them; the first sits idle in
+ * a transaction that read the table (so a plain ALTER TABLE would wait for it).
+ */
+export async function appSessions(url: string, names: readonly string[] = Object.keys(SHOP_SERVICES)): Promise<pg.Client[]> {
+  const clients = await Promise.all(
+    names.map(async (name) => {
+      const client = new pg.Client({ connectionString: url, application_name: name });
+      client.on("error", () => undefined);
+      await client.connect();
+      return client;
+    }),
+  );
+  await clients[0]!.query("BEGIN");
+  await clients[0]!.query("SELECT count(*) FROM items");
+  await clients[1]?.query("SELECT 1");
+  return clients;
+}
