@@ -4,11 +4,11 @@ import { readDatabaseSecret, type DatabaseTarget } from "../core/database-secret
 import { buildMigrationJob } from "../core/migration-job.js";
 import { migrationFiles, type MigrationFile } from "../core/migrations.js";
 import { migrationJobName, StepFailure, type WindowState } from "../core/window.js";
+import { apiStatus } from "../k8s/errors.js";
 import { openSession, type SessionOptions } from "../db/connect.js";
 import { MigrationError } from "../db/sql-runner.js";
 import { sleep } from "../util/wait.js";
 
-const code = (error: unknown) => (error as { code?: number }).code;
 
 /**
  * Errors that say the database (or the network to it) went away rather than that the
@@ -30,10 +30,10 @@ export async function databaseTarget(core: k8s.CoreV1Api, namespace: string, nam
   try {
     secret = await core.readNamespacedSecret({ name, namespace });
   } catch (error) {
-    if (code(error) === 404) {
+    if (apiStatus(error) === 404) {
       throw new StepFailure(`Secret ${namespace}/${name} (named by schema-gate.dev/database-secret) does not exist; create it with key "url" or PGHOST/PGUSER/PGPASSWORD/PGDATABASE`);
     }
-    if (code(error) === 403) {
+    if (apiStatus(error) === 403) {
       throw new StepFailure(`the gate may not read Secret ${namespace}/${name}; check the schema-gate ClusterRole grants secrets "get"`);
     }
     throw error;
@@ -48,7 +48,7 @@ export async function sqlFiles(core: k8s.CoreV1Api, namespace: string, name: str
   try {
     map = await core.readNamespacedConfigMap({ name, namespace });
   } catch (error) {
-    if (code(error) === 404) {
+    if (apiStatus(error) === 404) {
       throw new StepFailure(`ConfigMap ${namespace}/${name} (named by schema-gate.dev/migration-configmap) does not exist; create it with the *.sql files`);
     }
     throw error;
@@ -99,13 +99,13 @@ export async function runMigrationJob(
   try {
     await batch.readNamespacedJob({ name, namespace });
   } catch (error) {
-    if (code(error) !== 404) throw error;
+    if (apiStatus(error) !== 404) throw error;
     const body = buildMigrationJob(deployment, state, runner, (options.deadline - Date.now()) / 1000) as k8s.V1Job;
     try {
       await batch.createNamespacedJob({ namespace, body });
       created = true;
     } catch (createError) {
-      if (code(createError) !== 409) throw createError;
+      if (apiStatus(createError) !== 409) throw createError;
     }
   }
   for (;;) {

@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import { apiStatus } from "../k8s/errors.js";
 import { parseWindowState, windowConfigMapName, type WindowState } from "../core/window.js";
 
 export const WINDOW_KEY = "window.json";
@@ -31,7 +32,7 @@ export class WindowStore {
     try {
       map = await this.api.readNamespacedConfigMap({ name: windowConfigMapName(group), namespace });
     } catch (error) {
-      if ((error as { code?: number }).code === 404) return {};
+      if (apiStatus(error) === 404) return {};
       throw error;
     }
     const parsed = parseWindowState(map.data?.[WINDOW_KEY]);
@@ -60,8 +61,7 @@ export class WindowStore {
         : await this.api.createNamespacedConfigMap({ namespace, body });
       return saved.metadata!.resourceVersion!;
     } catch (error) {
-      const code = (error as { code?: number }).code;
-      if (code === 409) throw new StaleWindow(`window record of ${namespace}/${state.group} changed meanwhile`);
+      if (apiStatus(error) === 409) throw new StaleWindow(`window record of ${namespace}/${state.group} changed meanwhile`);
       throw error;
     }
   }

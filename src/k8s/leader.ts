@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../logger.js";
+import { apiStatus } from "./errors.js";
 
 export interface Leadership {
   isLeader(): boolean;
@@ -16,8 +17,6 @@ export interface LeaseOptions {
   durationSeconds: number;
   onLost: () => void;
 }
-
-const statusCode = (error: unknown) => (error as { code?: number }).code;
 
 /**
  * Leader election over a coordination.k8s.io Lease, client-go style: take the Lease when
@@ -50,7 +49,7 @@ export function startLeaderElection(kc: k8s.KubeConfig, options: LeaseOptions, l
     try {
       lease = await api.readNamespacedLease({ name, namespace });
     } catch (error) {
-      if (statusCode(error) !== 404) throw error;
+      if (apiStatus(error) !== 404) throw error;
       await api.createNamespacedLease({ namespace, body: { metadata: { name, namespace }, spec: spec() } });
       return true;
     }
@@ -78,7 +77,7 @@ export function startLeaderElection(kc: k8s.KubeConfig, options: LeaseOptions, l
         leader = false;
         log.warn({ err: error, identity }, "lost leadership");
         options.onLost();
-      } else if (statusCode(error) !== 409) {
+      } else if (apiStatus(error) !== 409) {
         log.warn({ err: error }, "leader election attempt failed");
       }
     }

@@ -2,6 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import type { Deployment } from "../core/objects.js";
 import { heldDeployments, SCALE_CONDITION, SCALE_WEBHOOK, scaleGuardExpression } from "../core/scale-guard.js";
 import type { Logger } from "../logger.js";
+import { apiStatus } from "./errors.js";
 import type { WatchedCache } from "./informer.js";
 
 /**
@@ -37,7 +38,7 @@ export function startScaleGuard(
       try {
         config = await api.readValidatingWebhookConfiguration({ name: webhookConfigName });
       } catch (error) {
-        if ((error as { code?: number }).code === 404) {
+        if (apiStatus(error) === 404) {
           if (!missingLogged) log.warn({ webhookConfigName }, "validating webhook configuration not found; scale guard idle");
           missingLogged = true;
           inPlace = expression; // nothing to update until the timer finds the configuration
