@@ -4,9 +4,9 @@ import { annotationsOf } from "../core/objects.js";
 import { isHolding, Phase } from "../core/phase.js";
 import { matchesSelector } from "../core/selector.js";
 import { groupMembers } from "../core/window.js";
+import { apiStatus } from "../k8s/errors.js";
 
 const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
-const code = (error: unknown) => (error as { code?: number }).code;
 
 /** The group-member side of a window: reads and patches Deployments, CronJobs and pods. */
 export class Members {
@@ -42,42 +42,56 @@ export class Members {
       await this.apps.patchNamespacedDeployment({ name: name!, namespace: namespace!, body }, MERGE);
       return true;
     } catch (error) {
-      if (code(error) === 409) return false;
+      if (apiStatus(error) === 409) return false;
       throw error;
+    }
+  }
+
+  /**
+   * Patches every member `patchFor` returns a patch for, in parallel (a group of 20 would
+   * otherwise wait 20 round trips), each guarded by the resourceVersion it was read at. A
+   * member changed meanwhile is read again and reconsidered until none conflicts. Returns
+   * the names patched.
+   */
+  private async patchEach(
+    namespace: string,
+    group: string,
+    what: string,
+    patchFor: (d: k8s.V1Deployment) => Record<string, unknown> | undefined,
+  ): Promise<string[]> {
+    const patched: string[] = [];
+    for (let round = 0; ; round++) {
+      const work = (await this.deployments(namespace, group)).flatMap((d) => {
+        const patch = patchFor(d);
+        return patch ? [{ d, patch }] : [];
+      });
+      const results = await Promise.all(work.map(async ({ d, patch }) => ((await this.patchDeployment(d, patch)) ? d.metadata!.name! : undefined)));
+      patched.push(...results.filter((name): name is string => name !== undefined));
+      if (results.every((name) => name !== undefined)) return patched;
+      if (round > 20) throw new Error(`deployments of group ${group} keep changing; could not ${what}`);
     }
   }
 
   /**
    * Scales every member to zero, recording its replica count in `desired-replicas` in the
    * same patch (a kill between the two cannot lose it), and suspends the group's CronJobs.
-   * Returns the names it changed. Repeats until no patch conflicts.
+   * Returns the names it changed.
    */
   async quiesce(namespace: string, group: string, message: string): Promise<string[]> {
-    const changed: string[] = [];
-    for (let round = 0; ; round++) {
-      const pending = (await this.deployments(namespace, group)).filter((d) => {
-        const annotations = annotationsOf(d);
-        return !(annotations[A.phase] === Phase.Migrating && d.spec?.replicas === 0);
-      });
-      // Patched in parallel: each is its own guarded update, and a group of 20 would otherwise wait 20 round trips.
-      const results = await Promise.all(pending.map(async (d) => {
-        const holding = isHolding(annotationsOf(d)[A.phase]);
-        const patch = {
-          metadata: {
-            annotations: {
-              [A.phase]: Phase.Migrating,
-              [A.message]: message,
-              ...(holding ? {} : { [A.desiredReplicas]: String(d.spec?.replicas ?? 1) }),
-            },
+    const changed = await this.patchEach(namespace, group, "scale them to zero", (d) => {
+      const phase = annotationsOf(d)[A.phase];
+      if (phase === Phase.Migrating && d.spec?.replicas === 0) return undefined;
+      return {
+        metadata: {
+          annotations: {
+            [A.phase]: Phase.Migrating,
+            [A.message]: message,
+            ...(isHolding(phase) ? {} : { [A.desiredReplicas]: String(d.spec?.replicas ?? 1) }),
           },
-          spec: { replicas: 0 },
-        };
-        return (await this.patchDeployment(d, patch)) ? d.metadata!.name! : undefined;
-      }));
-      changed.push(...results.filter((name): name is string => name !== undefined));
-      if (results.every((name) => name !== undefined)) break;
-      if (round > 20) throw new Error(`deployments of group ${group} keep changing; could not scale them to zero`);
-    }
+        },
+        spec: { replicas: 0 },
+      };
+    });
     for (const c of await this.cronJobs(namespace, group)) {
       if (c.spec?.suspend) continue;
       await this.batch.patchNamespacedCronJob(
@@ -115,27 +129,16 @@ export class Members {
    * (phase Done), and resumes the CronJobs the window suspended.
    */
   async restore(namespace: string, group: string, version: string, message: string): Promise<string[]> {
-    const restored: string[] = [];
-    for (let round = 0; ; round++) {
-      const held = (await this.deployments(namespace, group)).filter((d) => isHolding(annotationsOf(d)[A.phase]));
-      const results = await Promise.all(held.map(async (d) => {
-        const patch = {
-          metadata: {
-            annotations: {
-              [A.phase]: Phase.Done,
-              [A.appliedVersion]: version,
-              [A.message]: message,
-              [A.desiredReplicas]: null,
+    const restored = await this.patchEach(namespace, group, "restore them", (d) =>
+      isHolding(annotationsOf(d)[A.phase])
+        ? {
+            metadata: {
+              annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null },
             },
-          },
-          spec: { replicas: desiredReplicas(d) },
-        };
-        return (await this.patchDeployment(d, patch)) ? d.metadata!.name! : undefined;
-      }));
-      restored.push(...results.filter((name): name is string => name !== undefined));
-      if (results.every((name) => name !== undefined)) break;
-      if (round > 20) throw new Error(`deployments of group ${group} keep changing; could not restore them`);
-    }
+            spec: { replicas: desiredReplicas(d) },
+          }
+        : undefined,
+    );
     await this.resumeCronJobs(namespace, group);
     return restored;
   }
@@ -152,20 +155,19 @@ export class Members {
 
   /** Sets phase and message on every held member (Failed, or back to Migrating on retry). */
   async mark(namespace: string, group: string, phase: Phase, message: string): Promise<void> {
-    for (const d of await this.deployments(namespace, group)) {
+    await this.patchEach(namespace, group, `mark them ${phase}`, (d) => {
       const annotations = annotationsOf(d);
-      if (!isHolding(annotations[A.phase])) continue;
-      if (annotations[A.phase] === phase && annotations[A.message] === message) continue;
-      await this.patchDeployment(d, { metadata: { annotations: { [A.phase]: phase, [A.message]: message } } });
-    }
+      if (!isHolding(annotations[A.phase])) return undefined;
+      if (annotations[A.phase] === phase && annotations[A.message] === message) return undefined;
+      return { metadata: { annotations: { [A.phase]: phase, [A.message]: message } } };
+    });
   }
 
   /** Removes `abort` once an aborted window has ended, so the next window is not aborted too. */
   async clearAbort(namespace: string, group: string): Promise<void> {
-    for (const d of await this.deployments(namespace, group)) {
-      if (annotationsOf(d)[A.abort] === undefined) continue;
-      await this.patchDeployment(d, { metadata: { annotations: { [A.abort]: null } } });
-    }
+    await this.patchEach(namespace, group, "remove the abort annotation", (d) =>
+      annotationsOf(d)[A.abort] === undefined ? undefined : { metadata: { annotations: { [A.abort]: null } } },
+    );
   }
 
   /**
@@ -192,7 +194,7 @@ export class Members {
     try {
       return await this.apps.readNamespacedDeployment({ name, namespace });
     } catch (error) {
-      if (code(error) === 404) return undefined;
+      if (apiStatus(error) === 404) return undefined;
       throw error;
     }
   }
