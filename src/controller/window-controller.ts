@@ -89,8 +89,11 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
         do {
           worker.again = false;
           await reconcile(namespace, group).catch((error: unknown) => {
-            if (error instanceof StaleWindow) worker.again = true;
-            else log.error({ err: error, namespace, group }, "window reconcile failed; retrying");
+            if (error instanceof StaleWindow) {
+              worker.again = true;
+              return;
+            }
+            log.error({ err: error, namespace, group }, "window reconcile failed; retrying");
             later(namespace, group, 1000);
           });
         } while (worker.again && !stopped && leadership.isLeader());
@@ -132,7 +135,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     if (reported.get(k) === message) return;
     reported.set(k, message);
     log.warn({ namespace, group, reason }, message);
-    await Promise.all(targets.map((d) => options.events(target(d), "Warning", reason, message)));
+    await narrate(targets, "Warning", reason, message);
   };
 
   async function reconcile(namespace: string, group: string): Promise<void> {
@@ -310,18 +313,15 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     try {
       outcome = await STEP_ACTIONS[step](namespace, state, group$);
     } catch (error) {
-      const failure = step === "migrate" ? migrationFailure(error) : error;
-      if (failure instanceof StepFailure) {
-        await fail(namespace, state, version, group$, failure.message);
+      if (error instanceof StepFailure) {
+        await fail(namespace, state, version, group$, error.message);
         return;
       }
-      if (isConnectionError(failure) || !(failure instanceof StaleWindow)) {
-        const message = `step ${step}: ${(failure as Error).message}; retrying in ${RETRY_CONNECTION_MS / 1000}s`;
-        await warnOnce(namespace, state.group, group$, isConnectionError(failure) ? "DatabaseUnavailable" : "StepRetrying", message);
-        await sleep(RETRY_CONNECTION_MS);
-        return;
-      }
-      throw failure;
+      if (error instanceof StaleWindow) throw error;
+      const message = `step ${step}: ${(error as Error).message}; retrying in ${RETRY_CONNECTION_MS / 1000}s`;
+      await warnOnce(namespace, state.group, group$, isConnectionError(error) ? "DatabaseUnavailable" : "StepRetrying", message);
+      await sleep(RETRY_CONNECTION_MS);
+      return;
     }
     reported.delete(key(namespace, state.group));
     const ms = Date.now() - started;
@@ -330,27 +330,31 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     if (after === "finished") next.result = finalResult(state);
     log.info({ namespace, group: state.group, window: state.id, step, ms }, "step finished");
     await save(namespace, next, version);
-    if (next.result) await finish(namespace, next);
+    if (next.result) await finish(namespace, next, group$);
   }
 
-  async function finish(namespace: string, state: WindowState) {
-    const group$ = await members.deployments(namespace, state.group);
+  async function finish(namespace: string, state: WindowState, group$: k8s.V1Deployment[]) {
+    const result = state.result!;
     const total = Date.now() - Date.parse(state.startedAt);
-    metrics.windows.inc({ result: state.result === "Done" ? "done" : state.result === "Aborted" ? "aborted" : "rolled_back" });
-    if (state.result === "Aborted") await members.clearAbort(namespace, state.group);
+    metrics.windows.inc({ result: ENDINGS[result].metric });
+    if (result === "Aborted") await members.clearAbort(namespace, state.group);
     const parts = Object.entries(state.timings).map(([s, ms]) => `${s} ${formatMs(ms)}`).join(", ");
-    const message = state.result === "Done"
+    const message = result === "Done"
       ? `window ${state.id}: schema version ${state.version} applied; group restored in ${formatMs(total)} (${parts})`
-      : `window ${state.id}: ${state.result === "Aborted" ? "aborted" : "rolled back"}; members returned to their previous state in ${formatMs(total)}`;
-    log.info({ namespace, group: state.group, window: state.id, result: state.result, ms: total, timings: state.timings }, "window finished");
-    await narrate(group$, "Normal", state.result === "Done" ? "WindowDone" : state.result === "Aborted" ? "WindowAborted" : "WindowRolledBack", message);
+      : `window ${state.id}: ${ENDINGS[result].verb}; members returned to their previous state in ${formatMs(total)}`;
+    log.info({ namespace, group: state.group, window: state.id, result, ms: total, timings: state.timings }, "window finished");
+    await narrate(group$, "Normal", ENDINGS[result].reason, message);
   }
 
   const finalResult = (state: WindowState): WindowResult =>
     state.ending === "abort" ? "Aborted" : state.ending === "rollback" ? "RolledBack" : "Done";
 
+  /** The database the group's Secret points at (the owner's, or any member's naming one). */
+  const groupDatabase = (namespace: string, state: WindowState, group$: k8s.V1Deployment[]) =>
+    databaseTarget(core, namespace, ownerSecret(group$, state));
+
   /** Waits for a condition, polling, while this replica still leads and the deadline holds. */
-  async function waitFor(what: string, deadline: number, check: () => Promise<boolean>, onTimeout: () => StepOutcome | never) {
+  async function waitFor(deadline: number, check: () => Promise<boolean>, onTimeout: () => StepOutcome | never) {
     for (;;) {
       if (!leadership.isLeader() || stopped) throw new StaleWindow("leadership lost");
       if (await check()) return undefined;
@@ -376,7 +380,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
 
     drain: async (namespace, state) => {
       let left: string[] = [];
-      await waitFor("pods to go", Date.parse(state.deadline), async () => {
+      await waitFor(Date.parse(state.deadline), async () => {
         left = await members.podsLeft(namespace, state.group);
         return left.length === 0;
       }, () => {
@@ -385,7 +389,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     },
 
     terminate: async (namespace, state, group$) => {
-      const target = await databaseTarget(core, namespace, ownerSecret(group$, state));
+      const target = await groupDatabase(namespace, state, group$);
       const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
       metrics.sessionsTerminated.inc(sessions.length);
       const list = sessions.map((s) => `pid ${s.pid} (user ${s.user}, application "${s.applicationName}", ${s.state})`).join(", ");
@@ -402,7 +406,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       const runner = state.runner;
       try {
         if (runner.kind === "sql") {
-          const target = await databaseTarget(core, namespace, ownerSecret(group$, state));
+          const target = await groupDatabase(namespace, state, group$);
           const files = await sqlFiles(core, namespace, runner.configMap);
           const ran = await withSession(
             target,
@@ -424,17 +428,18 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
         }
         metrics.migrationDuration.observe({ runner: runner.kind, result: "success" }, (Date.now() - started) / 1000);
       } catch (error) {
-        if (error instanceof StepFailure || migrationFailure(error) instanceof StepFailure) {
+        const failure = migrationFailure(error);
+        if (failure instanceof StepFailure) {
           metrics.migrationDuration.observe({ runner: runner.kind, result: "failure" }, (Date.now() - started) / 1000);
         }
-        throw error;
+        throw failure;
       }
       return { committedAt: new Date().toISOString() };
     },
 
     verify: async (namespace, state, group$) => {
       if (state.runner.kind === "job") return; // the Job's success is the runner's own record
-      const target = await databaseTarget(core, namespace, ownerSecret(group$, state));
+      const target = await groupDatabase(namespace, state, group$);
       const recorded = await withSession(target, { applicationName: "schema-gate" }, (client) => new SqlRunner(client, state.group).versionRecorded(state.version));
       if (!recorded) throw new StepFailure(`schema version ${state.version} is not recorded as applied after the migration`);
     },
@@ -446,15 +451,13 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       }
     },
 
-    readiness: async (namespace, state) => {
+    readiness: async (namespace, state, group$) => {
       const bound = Date.now() + (options.readinessTimeoutMs ?? 5 * 60_000);
       let waiting: string[] = [];
-      await waitFor("rollouts", bound, async () => {
-        const group$ = await members.deployments(namespace, state.group);
-        waiting = group$.filter((d) => !rolloutReady(d)).map((d) => d.metadata!.name!);
+      await waitFor(bound, async () => {
+        waiting = (await members.deployments(namespace, state.group)).filter((d) => !rolloutReady(d)).map((d) => d.metadata!.name!);
         return waiting.length === 0;
       }, () => undefined);
-      const group$ = await members.deployments(namespace, state.group);
       if (waiting.length > 0) {
         await narrate(group$, "Warning", "RolloutNotReady",
           `window ${state.id}: the migration is applied but ${waiting.join(", ")} did not become ready in time; check their pods`);
@@ -467,9 +470,8 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       if (state.maintenanceOwned) await options.maintenance.turnOff(namespace, state.id);
     },
 
-    rollback: async (namespace, state) => {
-      const group$ = await members.deployments(namespace, state.group);
-      const reason = state.ending === "abort" ? "aborted" : "rolled back";
+    rollback: async (namespace, state, group$) => {
+      const reason = ENDINGS[finalResult(state)].verb;
       for (const d of group$) {
         const annotations = annotationsOf(d);
         if (!isHeld(annotations)) continue;
@@ -514,6 +516,13 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     },
   };
 }
+
+/** How each end of a window shows in metrics, Events and messages. */
+const ENDINGS: Record<WindowResult, { metric: string; reason: string; verb: string }> = {
+  Done: { metric: "done", reason: "WindowDone", verb: "done" },
+  Aborted: { metric: "aborted", reason: "WindowAborted", verb: "aborted" },
+  RolledBack: { metric: "rolled_back", reason: "WindowRolledBack", verb: "rolled back" },
+};
 
 function target(d: k8s.V1Deployment) {
   return { kind: "Deployment", apiVersion: "apps/v1", name: d.metadata!.name!, namespace: d.metadata!.namespace!, uid: d.metadata!.uid };

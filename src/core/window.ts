@@ -87,18 +87,18 @@ export function parseWindowState(text: string | undefined): { ok: true; state?: 
   }
 }
 
-/** Opted-in Deployments of one database group. */
+const byName = (a: Workload, b: Workload) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "");
+
+/** Opted-in Deployments of one database group, by name. */
 export function groupMembers<T extends Workload>(deployments: readonly T[], group: string): T[] {
-  return deployments
-    .filter((d) => annotationsOf(d)[A.database] === group)
-    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+  return deployments.filter((d) => annotationsOf(d)[A.database] === group).sort(byName);
 }
 
 /** Members whose update is held, waiting for (or in) a window, by name. */
 export function heldMembers<T extends Workload>(members: readonly T[]): T[] {
   return members
     .filter((d) => isHolding(annotationsOf(d)[A.phase]) && annotationsOf(d)[A.schemaVersion] !== undefined)
-    .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+    .sort(byName);
 }
 
 export type WindowPlan =
