@@ -14,6 +14,7 @@ import {
   SHOP_SERVICES,
   shopDatabase,
   shopReady,
+  windowEnded,
   windowRecord,
   windowSettled,
 } from "../support/shop.js";
@@ -181,10 +182,7 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
 
       await releaseShop(env, ns, { schemaVersion: "2", sql: FIXED, onFailure: "hold" });
       await env.cluster.kubectl(["-n", ns, "annotate", "deployment/billing", "--overwrite", `${A.retry}=1`]);
-      const done = await pollUntil(async () => {
-        const state = await windowRecord(env, ns);
-        return state?.result ? state : undefined;
-      }, { timeoutMs: 60_000, what: "the retried window to finish" });
+      const done = await windowEnded(env, ns, "the retried window to finish");
       assert.equal(done.result, "Done");
       assert.equal(done.attempt, 2);
       await shopReady(env, ns);
@@ -363,10 +361,7 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       assert.match(warning.message ?? "", /exited with code 3/);
       // Ending it by hand: abort returns ledger-1 to its replicas.
       await env.cluster.kubectl(["-n", ns, "annotate", "deployment/ledger-2", `${A.abort}=true`]);
-      const ended = await pollUntil(async () => {
-        const s = await windowRecord(env, ns);
-        return s?.result ? s : undefined;
-      }, { timeoutMs: 60_000, what: "the aborted window to end" });
+      const ended = await windowEnded(env, ns, "the aborted window to end");
       assert.equal(ended.result, "Aborted");
       await shopReady(env, ns, { "ledger-1": 2 });
     });

@@ -6,6 +6,7 @@ import pg from "pg";
 import YAML from "yaml";
 import type { DatabaseTarget } from "../../src/core/database-secret.js";
 import { parseWindowState, windowConfigMapName, type WindowState } from "../../src/core/window.js";
+import { apiStatus } from "../../src/k8s/errors.js";
 import { projectRoot } from "../../src/local/paths.js";
 import { pollUntil } from "../../src/util/wait.js";
 import type { TestEnv } from "./env.js";
@@ -56,20 +57,30 @@ export async function windowRecord(env: TestEnv, namespace: string, group = GROU
     if (!parsed.ok) throw new Error(parsed.problem);
     return parsed.state;
   } catch (error) {
-    if ((error as { code?: number }).code === 404) return undefined;
+    if (apiStatus(error) === 404) return undefined;
     throw error;
   }
 }
 
-/** Waits until the group's window for `version` has a result, or is held failed. */
-export async function windowSettled(env: TestEnv, namespace: string, version: string, timeoutMs = 90_000): Promise<WindowState> {
+function pollWindow(env: TestEnv, namespace: string, done: (state: WindowState) => unknown, what: string, timeoutMs: number): Promise<WindowState> {
   return pollUntil(
     async () => {
       const state = await windowRecord(env, namespace);
-      return state && state.version === version && (state.result || state.failure) ? state : undefined;
+      return state && done(state) ? state : undefined;
     },
-    { timeoutMs, intervalMs: 200, what: `the window to schema version ${version} in ${namespace} to end` },
+    { timeoutMs, intervalMs: 200, what },
   );
+}
+
+/** Waits until the group's window for `version` has a result, or is held failed. */
+export function windowSettled(env: TestEnv, namespace: string, version: string, timeoutMs = 90_000): Promise<WindowState> {
+  return pollWindow(env, namespace, (s) => s.version === version && (s.result || s.failure),
+    `the window to schema version ${version} in ${namespace} to end`, timeoutMs);
+}
+
+/** Waits until the group's window has a result (past a failure it was held at: retry, abort). */
+export function windowEnded(env: TestEnv, namespace: string, what: string): Promise<WindowState> {
+  return pollWindow(env, namespace, (s) => s.result, what, 60_000);
 }
 
 export async function deploymentsOf(env: TestEnv, namespace: string): Promise<Map<string, k8s.V1Deployment>> {
