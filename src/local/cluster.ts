@@ -85,9 +85,14 @@ export async function startLocalCluster(): Promise<Cluster> {
   let created = false;
   if (await localClusterExists(binaries)) {
     if (!existsSync(kubeconfigPath) || !(await reachable(binaries, kubeconfigPath))) {
-      await kwokctl(binaries, ["start", "cluster"]).catch(() => undefined);
+      // A cluster left by an earlier boot or run: restarting it is slower than making a new
+      // one, because a restarted kwok waits for its old node leases (200 s) to expire before
+      // it runs any pod. Its state is of no use to anyone, so replace it.
+      process.stderr.write(`[cluster] replacing the stopped local cluster "${CLUSTER_NAME}"\n`);
+      await kwokctl(binaries, ["delete", "cluster"]);
     }
-  } else {
+  }
+  if (!(await localClusterExists(binaries))) {
     process.stderr.write(`[cluster] creating local cluster "${CLUSTER_NAME}" (kwokctl --runtime binary)\n`);
     await run(binaries.kwokctl, [
       "--name", CLUSTER_NAME, "create", "cluster",
