@@ -23,6 +23,12 @@ export interface ServeConfig {
   leaseDurationSeconds: number;
   /** This replica's name in the Lease (the pod name in a cluster). */
   identity: string;
+  /**
+   * The gate's own image, which the maintenance sidecar and backend run. Unset, the gate
+   * reads it from its own Pod (`podName`); without either, neither is offered.
+   */
+  image?: string;
+  podName?: string;
 }
 
 export interface ServeFlags {
@@ -39,6 +45,7 @@ export interface ServeFlags {
   webhookConfig?: string;
   controller?: boolean;
   leaseDuration?: string;
+  image?: string;
 }
 
 function positiveNumber(name: string, text: string): number {
@@ -65,5 +72,49 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     controller: flags.controller ?? true,
     leaseDurationSeconds: Math.max(1, positiveNumber("lease-duration", flags.leaseDuration ?? "15")),
     identity: `${env.HOSTNAME ?? hostname()}_${process.pid}`,
+    ...(flags.image ?? env.SCHEMA_GATE_IMAGE ? { image: flags.image ?? env.SCHEMA_GATE_IMAGE } : {}),
+    ...(env.POD_NAME ? { podName: env.POD_NAME } : {}),
+  };
+}
+
+/** Settings of `schema-gate sidecar` and `schema-gate page`. */
+export interface PageServerConfig {
+  host: string;
+  port: number;
+  /** The app behind the sidecar; unset for the maintenance backend. */
+  upstream?: URL;
+  flagDir: string;
+  bypassFile?: string;
+  logLevel: string;
+}
+
+export interface PageServerFlags {
+  listen?: string;
+  upstream?: string;
+  flagDir?: string;
+  bypassFile?: string;
+  logLevel?: string;
+}
+
+export function readPageServerConfig(flags: PageServerFlags, env: NodeJS.ProcessEnv = process.env): PageServerConfig {
+  const listen = flags.listen ?? "0.0.0.0:8480";
+  const match = /^(.*):(\d{1,5})$/.exec(listen);
+  if (!match) throw new Error(`--listen: "${listen}" is not host:port, e.g. 0.0.0.0:8480`);
+  let upstream: URL | undefined;
+  if (flags.upstream !== undefined) {
+    try {
+      upstream = new URL(flags.upstream);
+    } catch {
+      throw new Error(`--upstream: "${flags.upstream}" is not a URL, e.g. http://127.0.0.1:8080`);
+    }
+    if (upstream.protocol !== "http:") throw new Error(`--upstream: only http:// is supported (the app is on the pod's loopback)`);
+  }
+  return {
+    host: match[1] || "0.0.0.0",
+    port: Number(match[2]),
+    ...(upstream ? { upstream } : {}),
+    flagDir: flags.flagDir ?? "/etc/schema-gate/maintenance",
+    ...(flags.bypassFile ? { bypassFile: flags.bypassFile } : {}),
+    logLevel: flags.logLevel ?? env.LOG_LEVEL ?? "info",
   };
 }

@@ -9,7 +9,9 @@ import { startInformer } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
-import { noMaintenance } from "./maintenance/switch.js";
+import { startMaintenanceController } from "./maintenance/controller.js";
+import { FlagSwitch } from "./maintenance/switch.js";
+import { FLAG_NAME } from "./core/maintenance-flag.js";
 import { createMetrics } from "./metrics.js";
 import { createWebhookApp, serveHttps, type RunningServer } from "./webhook/server.js";
 import { CertificateSource } from "./webhook/tls.js";
@@ -28,10 +30,28 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   const deployments = await startInformer<k8s.V1Deployment>(
     kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
   );
+  const image = config.image ?? (await ownImage(kc, config, log));
   const context = cachedAdmissionContext(deployments, {
     gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
     excludedNamespaces: new Set(config.excludedNamespaces),
+    ...(image ? { sidecarImage: image } : {}),
   });
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const networking = kc.makeApiClient(k8s.NetworkingV1Api);
+  const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
+  const [flags, ingresses] = config.controller
+    ? await Promise.all([
+        startInformer<k8s.V1ConfigMap>(
+          kc, `/api/v1/configmaps?${flagSelector}`,
+          () => core.listConfigMapForAllNamespaces({ fieldSelector: `metadata.name=${FLAG_NAME}` }),
+          log.child({ informer: "maintenance-flags" }),
+        ),
+        startInformer<k8s.V1Ingress>(
+          kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(),
+          log.child({ informer: "ingresses" }),
+        ),
+      ])
+    : [undefined, undefined];
 
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
 
@@ -49,13 +69,18 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
         log.child({ component: "leader" }),
       )
     : undefined;
-  if (leadership) {
+  let maintenanceController: { stop(): Promise<void> } | undefined;
+  if (leadership && flags && ingresses) {
+    const events = eventRecorder(kc, "schema-gate", log);
+    maintenanceController = startMaintenanceController({
+      kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
+    });
     controller = startWindowController({
       kc,
       deployments,
       leadership,
-      events: eventRecorder(kc, "schema-gate", log),
-      maintenance: noMaintenance,
+      events,
+      maintenance: new FlagSwitch(kc, ingresses),
       metrics,
       log: log.child({ component: "window" }),
       settleMs: config.settleSeconds * 1000,
@@ -81,10 +106,23 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     async stop() {
       scaleGuard.stop();
       await controller?.stop();
+      await maintenanceController?.stop();
       await leadership?.stop();
       await server.close();
       await deployments.stop();
+      await flags?.stop();
+      await ingresses?.stop();
       log.info("schema-gate stopped");
     },
   };
+}
+
+/** The gate's image, read from its own Pod: what `kubectl apply -k` (and any image override) deployed. */
+async function ownImage(kc: k8s.KubeConfig, config: ServeConfig, log: Logger): Promise<string | undefined> {
+  if (!config.podName) {
+    log.warn("no --image and no POD_NAME: the maintenance sidecar and backend are not offered");
+    return undefined;
+  }
+  const pod = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedPod({ name: config.podName, namespace: config.namespace });
+  return pod.spec?.containers.find((c) => c.name === "schema-gate")?.image ?? pod.spec?.containers[0]?.image;
 }

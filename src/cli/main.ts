@@ -1,7 +1,9 @@
 import { Command } from "commander";
-import { readServeConfig, type ServeFlags } from "../config.js";
-import { createLogger } from "../logger.js";
+import { readPageServerConfig, readServeConfig, type PageServerFlags, type ServeFlags } from "../config.js";
+import { createLogger, type Logger } from "../logger.js";
+import { startPageServer } from "../maintenance/page-server.js";
 import { serve } from "../serve.js";
+import { maintenanceCommand } from "./maintenance.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -25,26 +27,54 @@ export function buildProgram(): Command {
     .option("--settle <seconds>", "wait after the first hold so one helm upgrade forms one window")
     .option("--no-controller", "serve the webhooks only; another replica runs the windows")
     .option("--lease-duration <seconds>", "leader election lease; a killed leader is replaced after this long", "15")
+    .option("--image <image>", "the gate's image, for the maintenance sidecar and backend (env SCHEMA_GATE_IMAGE; default: read from the gate's Pod)")
     .option("--log-level <level>", "pino level (env LOG_LEVEL)")
     .action(async (flags: ServeFlags) => {
       const config = readServeConfig(flags);
       const log = createLogger({ level: config.logLevel });
-      const gate = await serve(config, log);
-      const shutdown = (signal: string) => {
-        log.info({ signal }, "shutting down");
-        gate.stop().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            log.error({ err: error }, "shutdown failed");
-            process.exit(1);
-          },
-        );
-      };
-      process.once("SIGTERM", () => shutdown("SIGTERM"));
-      process.once("SIGINT", () => shutdown("SIGINT"));
+      stopOnSignal(await serve(config, log), log);
     });
 
+  const pageServer = (name: string, description: string, upstream: boolean) => {
+    const command = program
+      .command(name)
+      .description(description)
+      .option("--listen <host:port>", "address to listen on", upstream ? "0.0.0.0:8480" : "0.0.0.0:8080");
+    if (upstream) command.requiredOption("--upstream <url>", "the app, e.g. http://127.0.0.1:8080");
+    command
+      .option("--flag-dir <dir>", "the mounted schema-gate-maintenance ConfigMap", "/etc/schema-gate/maintenance")
+      .option("--bypass-file <file>", "the mounted bypass token")
+      .option("--log-level <level>", "pino level (env LOG_LEVEL)")
+      .action(async (flags: PageServerFlags) => {
+        const config = readPageServerConfig(flags);
+        const log = createLogger({ level: config.logLevel });
+        stopOnSignal(await startPageServer(config, log), log);
+      });
+  };
+  pageServer(
+    "sidecar",
+    "reverse proxy in front of the app: the maintenance page while the flag is on, the app otherwise (injected by the webhook)",
+    true,
+  );
+  pageServer("page", "the maintenance backend annotated Ingresses are switched to (run by the gate in each namespace)", false);
+  program.addCommand(maintenanceCommand());
+
   return program;
+}
+
+function stopOnSignal(running: { stop(): Promise<void> }, log: Logger): void {
+  const shutdown = (signal: string) => {
+    log.info({ signal }, "shutting down");
+    running.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
 }
 
 await buildProgram().parseAsync(process.argv).catch((error: unknown) => {

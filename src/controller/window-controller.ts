@@ -13,6 +13,7 @@ import {
   planWindow,
   retryToken,
   StepFailure,
+  STEPS,
   type Step,
   type WindowResult,
   type WindowState,
@@ -309,6 +310,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     const step = state.step;
     const started = Date.now();
     log.info({ namespace, group: state.group, window: state.id, step }, "step started");
+    if (state.maintenance && step !== "maintenance-on" && step !== "finished") await showProgress(namespace, state);
     let outcome: StepOutcome;
     try {
       outcome = await STEP_ACTIONS[step](namespace, state, group$);
@@ -331,6 +333,15 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     log.info({ namespace, group: state.group, window: state.id, step, ms }, "step finished");
     await save(namespace, next, version);
     if (next.result) await finish(namespace, next, group$);
+  }
+
+  /** The maintenance page shows the step; a failure to say so never stops the window. */
+  async function showProgress(namespace: string, state: WindowState) {
+    const index = state.step === "rollback" ? STEPS.length - 1 : STEPS.indexOf(state.step as (typeof STEPS)[number]) + 1;
+    const progress = { version: state.version, step: state.step, index, of: STEPS.length, startedAt: state.startedAt };
+    await options.maintenance.progress(namespace, progress).catch((error: unknown) => {
+      log.warn({ err: error, namespace, window: state.id }, "could not show progress on the maintenance page");
+    });
   }
 
   async function finish(namespace: string, state: WindowState, group$: k8s.V1Deployment[]) {
@@ -366,7 +377,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   const STEP_ACTIONS: Record<Step, (namespace: string, state: WindowState, group$: k8s.V1Deployment[]) => Promise<StepOutcome>> = {
     "maintenance-on": async (namespace, state) => {
       if (!state.maintenance) return;
-      const { owned } = await options.maintenance.turnOn(namespace, state.id, `Upgrading to schema version ${state.version}`);
+      const { owned } = await options.maintenance.turnOn(namespace, state.id);
       return { maintenanceOwned: owned || state.maintenanceOwned === true };
     },
 

@@ -1,4 +1,4 @@
-import fastJsonPatch from "fast-json-patch";
+import fastJsonPatch, { type Operation } from "fast-json-patch";
 import { A, HOLD_ANNOTATIONS } from "./annotations.js";
 import { allow, deny, patched, type Decision } from "./decision.js";
 import { readMemberSpec } from "./member-spec.js";
@@ -10,6 +10,7 @@ import {
   type Scale,
 } from "./objects.js";
 import { isHeld, isHolding, Phase } from "./phase.js";
+import { injectSidecar, sidecarPort } from "./sidecar-injection.js";
 import { compareVersions } from "./version.js";
 
 const { compare } = fastJsonPatch;
@@ -29,6 +30,8 @@ export interface AdmissionContext {
   /** `except`: a Deployment to leave out of the window computation (the one being admitted). */
   group(namespace: string, database: string, except?: string): GroupState;
   deployment(namespace: string, name: string): Deployment | undefined;
+  /** The image the maintenance sidecar runs (the gate's own); unset, nothing is injected. */
+  sidecarImage?: string;
 }
 
 function passesUntouched(request: AdmissionRequest, context: AdmissionContext): boolean {
@@ -59,7 +62,24 @@ function requestedReplicas(deployment: HoldView): number {
 export function mutate(request: AdmissionRequest, context: AdmissionContext): Decision {
   if (passesUntouched(request, context) || !isDeployment(request)) return allow();
   const incoming = request.object as Deployment | undefined;
-  if (!incoming?.metadata?.annotations?.[A.database]) return allow();
+  if (!incoming) return allow();
+  return patched([...holdOperations(request, context, incoming), ...sidecarOperations(incoming, context)]);
+}
+
+/**
+ * Injects the maintenance sidecar into the pod template of a Deployment that asks for it.
+ * The template (not each Pod) carries it, so `kubectl get deploy -o yaml` shows what runs.
+ */
+function sidecarOperations(incoming: Deployment, context: AdmissionContext): Operation[] {
+  const { port } = sidecarPort(annotationsOf(incoming));
+  if (port === undefined || !context.sidecarImage) return [];
+  const template = incoming.spec?.template ?? {};
+  const result = injectSidecar(template, context.sidecarImage, port);
+  return compare({ spec: { template } }, { spec: { template: result } });
+}
+
+function holdOperations(request: AdmissionRequest, context: AdmissionContext, incoming: Deployment): Operation[] {
+  if (!incoming.metadata?.annotations?.[A.database]) return [];
   const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
 
   // Only annotations and replicas ever change: clone and diff just those, which gives the
@@ -83,7 +103,7 @@ export function mutate(request: AdmissionRequest, context: AdmissionContext): De
     // already recorded: keep the hold rather than treat it as a scale-up.
     const desired = Number(oldAnnotations[A.desiredReplicas]);
     if (result.spec.replicas === desired && desired !== 0) result.spec.replicas = 0;
-    return patched(compare(original, result));
+    return compare(original, result);
   }
 
   const parsed = readMemberSpec(annotations, containerNames(incoming));
@@ -108,7 +128,7 @@ export function mutate(request: AdmissionRequest, context: AdmissionContext): De
       `to schema version "${version}"`;
     result.spec.replicas = 0;
   }
-  return patched(compare(original, result));
+  return compare(original, result);
 }
 
 interface HoldView {
@@ -170,6 +190,8 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
   const held = isHeld(oldAnnotations);
 
   if (!annotations[A.database]) {
+    const { problem } = sidecarPort(annotations);
+    if (problem) return deny("Invalid", `deployment ${request.namespace}/${request.name} has an invalid schema-gate annotation: ${problem}`);
     if (!held) return allow();
     return deny(
       "Forbidden",

@@ -1,4 +1,5 @@
 import { A, type Annotations } from "./annotations.js";
+import { sidecarPort } from "./sidecar-injection.js";
 import { parseDuration } from "./duration.js";
 
 export type Runner =
@@ -150,16 +151,8 @@ export function readMemberSpec(annotations: Annotations, containerNames: string[
   const maintenance = bool(annotations, A.maintenance, true, problems);
   const allowDowngrade = bool(annotations, A.allowDowngrade, false, problems);
 
-  let sidecarPort: number | undefined;
-  const sidecar = annotations[A.sidecar];
-  if (sidecar !== undefined) {
-    const port = /^\d+$/.test(sidecar) ? Number(sidecar) : NaN;
-    if (!(port >= 1 && port <= 65535)) {
-      problems.push(`${A.sidecar}: "${sidecar}" is not a port; give the app's container port, e.g. "8080"`);
-    } else {
-      sidecarPort = port;
-    }
-  }
+  const sidecar = sidecarPort(annotations);
+  if (sidecar.problem) problems.push(sidecar.problem);
 
   const abort = annotations[A.abort];
   if (abort !== undefined && abort !== "true" && abort !== "false") {
@@ -178,7 +171,7 @@ export function readMemberSpec(annotations: Annotations, containerNames: string[
       ...(version !== undefined ? { version } : {}),
       ...(secret !== undefined ? { secret } : {}),
       ...(runner ? { runner } : {}),
-      ...(sidecarPort !== undefined ? { sidecarPort } : {}),
+      ...(sidecar.port !== undefined ? { sidecarPort: sidecar.port } : {}),
     },
   };
 }

@@ -10,11 +10,10 @@ import type { WatchedCache } from "./informer.js";
  */
 export function cachedAdmissionContext(
   deployments: WatchedCache<k8s.V1Deployment>,
-  settings: { gateUsername: string; excludedNamespaces: ReadonlySet<string> },
+  settings: Pick<AdmissionContext, "gateUsername" | "excludedNamespaces" | "sidecarImage">,
 ): AdmissionContext {
   return {
-    gateUsername: settings.gateUsername,
-    excludedNamespaces: settings.excludedNamespaces,
+    ...settings,
     deployment: (namespace, name) => deployments.get(name, namespace) as Deployment | undefined,
     group: (namespace, database, except) => groupState(deployments.list(namespace) as readonly Deployment[], database, except),
   };

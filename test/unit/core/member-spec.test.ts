@@ -65,8 +65,8 @@ describe("readMemberSpec", () => {
     ["a timeout without unit", { ...base, [A.timeout]: "15" }, /timeout: "15" is not a duration between 1s and 24h; write e\.g\. "15m"/],
     ["a zero timeout", { ...base, [A.timeout]: "0s" }, /timeout: "0s" is not a duration/],
     ["a non-boolean maintenance", { ...base, [A.maintenance]: "off" }, /maintenance: "off" is not a boolean; use "true" or "false"/],
-    ["a bad sidecar port", { ...base, [A.sidecar]: "http" }, /sidecar: "http" is not a port/],
-    ["an out-of-range sidecar port", { ...base, [A.sidecar]: "70000" }, /sidecar: "70000" is not a port/],
+    ["a bad sidecar port", { ...base, [A.sidecar]: "http" }, /sidecar: "http" is not the app.s container port/],
+    ["an out-of-range sidecar port", { ...base, [A.sidecar]: "70000" }, /sidecar: "70000" is not the app.s container port/],
     ["an abort that is not true", { ...base, [A.abort]: "yes" }, /abort: "yes" must be "true"/],
   ];
   for (const [what, annotations, expected] of bad) {
