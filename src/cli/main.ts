@@ -4,6 +4,7 @@ import { createLogger, type Logger } from "../logger.js";
 import { startPageServer } from "../maintenance/page-server.js";
 import { serve } from "../serve.js";
 import { maintenanceCommand } from "./maintenance.js";
+import { operatorCommands } from "./operator.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
     true,
   );
   pageServer("page", "the maintenance backend annotated Ingresses are switched to (run by the gate in each namespace)", false);
+  for (const command of operatorCommands()) program.addCommand(command);
   program.addCommand(maintenanceCommand());
 
   return program;

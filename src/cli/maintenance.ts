@@ -1,6 +1,10 @@
 import * as k8s from "@kubernetes/client-node";
 import { Command } from "commander";
+import { randomBytes } from "node:crypto";
 import { isSwitched, switchable } from "../core/ingress-switch.js";
+import { BYPASS_KEY, BYPASS_SECRET } from "../core/sidecar-injection.js";
+import { apiStatus } from "../k8s/errors.js";
+import { BYPASS_HEADER, BYPASS_QUERY } from "../maintenance/server.js";
 import { loadKubeConfig } from "../k8s/kubeconfig.js";
 import { FlagSwitch } from "../maintenance/switch.js";
 import { pollUntil } from "../util/wait.js";
@@ -45,6 +49,14 @@ export function maintenanceCommand(): Command {
       });
       const unchanged = before.enabled === on;
       console.log(`maintenance ${state} in namespace ${namespace}${unchanged ? ` (it already was${before.owner ? `, owner ${before.owner}` : ""})` : ""}`);
+      if (on) {
+        const created = await ensureBypassToken(kc, namespace);
+        console.log(
+          `bypass: open any page once with ?${BYPASS_QUERY}=<token> (or send header ${BYPASS_HEADER}); the token is in ` +
+            `Secret ${BYPASS_SECRET}${created ? " (just created)" : ""}: kubectl get secret ${BYPASS_SECRET} -n ${namespace} ` +
+            `-o jsonpath='{.data.${BYPASS_KEY}}' | base64 -d`,
+        );
+      }
       if (flags.wait !== false) await waitForIngresses(kc, namespace, on);
     });
 }
@@ -64,4 +76,26 @@ async function waitForIngresses(kc: k8s.KubeConfig, namespace: string, on: boole
     },
     { timeoutMs: 120_000, intervalMs: 500, what: `the Ingresses of ${namespace} (is schema-gate running?)` },
   );
+}
+
+/**
+ * The bypass token Secret, made with the operator's rights (the gate itself reads no Secret
+ * but its database's). The page and sidecar pods mount it; true when it was just created.
+ */
+async function ensureBypassToken(kc: k8s.KubeConfig, namespace: string): Promise<boolean> {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  try {
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: BYPASS_SECRET, labels: { "app.kubernetes.io/managed-by": "schema-gate" } },
+        type: "Opaque",
+        stringData: { [BYPASS_KEY]: randomBytes(24).toString("base64url") },
+      },
+    });
+    return true;
+  } catch (error) {
+    if (apiStatus(error) === 409) return false;
+    throw error;
+  }
 }

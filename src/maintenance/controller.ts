@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import {
   BACKEND_PORT,
@@ -11,13 +10,7 @@ import {
   type IngressSpec,
 } from "../core/ingress-switch.js";
 import { claimManualData, FLAG_NAME, FlagKey, parseFlag, type Route } from "../core/maintenance-flag.js";
-import {
-  BYPASS_KEY,
-  BYPASS_MOUNT,
-  BYPASS_SECRET,
-  FLAG_MOUNT,
-  SIDECAR_PATH_PREFIX,
-} from "../core/sidecar-injection.js";
+import { BYPASS_KEY, BYPASS_MOUNT, BYPASS_SECRET, FLAG_MOUNT, SIDECAR_PATH_PREFIX } from "../core/sidecar-injection.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
@@ -106,7 +99,6 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
       log.info({ namespace }, "maintenance turned on by hand; recorded owner manual");
       await events(flagTarget(configMap), "Normal", "MaintenanceOn", `maintenance turned on in ${namespace} (owner manual)`);
     }
-    if (configMap) await ensureBypassSecret(namespace);
 
     const relevant = ingresses.list(namespace).filter((i) => switchable(i) || isSwitched(i));
     // The backend is ready before any Ingress points at it.
@@ -220,30 +212,6 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     await core.deleteNamespacedService({ name: BACKEND_SERVICE, namespace }).catch(ignoreMissing);
     await apps.deleteNamespacedDeployment({ name: BACKEND_SERVICE, namespace }).catch(ignoreMissing);
     log.info({ namespace }, "maintenance backend removed");
-  }
-
-  async function ensureBypassSecret(namespace: string): Promise<void> {
-    const exists = await core.readNamespacedSecret({ name: BYPASS_SECRET, namespace }).then(
-      () => true,
-      (error: unknown) => {
-        if (apiStatus(error) === 404) return false;
-        throw error;
-      },
-    );
-    if (exists) return;
-    await core
-      .createNamespacedSecret({
-        namespace,
-        body: {
-          metadata: { name: BYPASS_SECRET, labels: MANAGED },
-          type: "Opaque",
-          stringData: { [BYPASS_KEY]: randomBytes(24).toString("base64url") },
-        },
-      })
-      .catch((error: unknown) => {
-        if (apiStatus(error) !== 409) throw error;
-      });
-    log.info({ namespace }, "bypass token created");
   }
 
   return {

@@ -133,8 +133,6 @@ describe("maintenance against the real apiserver", function () {
         [`shop.example/ -> http://catalog.${ns}.svc:80`, `shop.example/api -> http://orders.${ns}.svc:80`],
         "the bypass routes, with the named port resolved",
       );
-      const secret = await env.core.readNamespacedSecret({ name: BYPASS_SECRET, namespace: ns });
-      assert.ok(Buffer.from(secret.data?.token ?? "", "base64").length >= 16, "a bypass token exists");
 
       // A release during maintenance: new schema version, and the Ingress's path changed.
       await releaseShop(env, ns, { schemaVersion: "2", sql: V2, ingress: { ...INGRESS, ordersPath: "/api/v2" } });
@@ -148,6 +146,12 @@ describe("maintenance against the real apiserver", function () {
       const after = await flagOf(env, ns);
       assert.equal(after.flag.enabled, true, "the window left the hand-set flag on");
       assert.equal(after.flag.owner, "manual");
+
+      const again = await cli(env, ["maintenance", "on", "-n", ns]);
+      assert.match(again, /maintenance on in namespace .* \(it already was, owner manual\)/);
+      assert.match(again, /bypass: .*schema-gate-maintenance-bypass \(just created\)/);
+      const secret = await env.core.readNamespacedSecret({ name: BYPASS_SECRET, namespace: ns });
+      assert.ok(Buffer.from(secret.data?.token ?? "", "base64").length >= 16, "a bypass token exists");
 
       const out = await cli(env, ["maintenance", "off", "-n", ns]);
       assert.match(out, /maintenance off in namespace/);
