@@ -57,4 +57,28 @@ describe("install manifests (kustomize)", function () {
       assert.equal(config.metadata.annotations["cert-manager.io/inject-ca-from"], "schema-gate/schema-gate");
     }
   });
+
+  it("grants the gate least privilege: no wildcards, secrets only get, no escalate/bind/impersonate", async function () {
+    const user = "system:serviceaccount:schema-gate:schema-gate";
+    const table = await env.cluster.kubectl(["auth", "can-i", "--list", `--as=${user}`, "-n", "default"]);
+    // Columns: Resources, Non-Resource URLs, Resource Names, Verbs ("[get list]").
+    const rows = table.split("\n").slice(1).filter(Boolean).map((line) => {
+      const verbs = /\[([^\]]*)\]\s*$/.exec(line)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+      return { resource: line.trim().split(/\s+/)[0]!, verbs };
+    });
+    const resources = rows.filter((r) => !r.resource.startsWith("[")); // non-resource URLs (discovery) aside
+    assert.ok(resources.length > 5, table);
+    for (const { resource, verbs } of resources) {
+      assert.ok(!verbs.includes("*") && resource !== "*.*", `wildcard: ${resource} ${verbs}`);
+      for (const verb of ["escalate", "bind", "impersonate"]) assert.ok(!verbs.includes(verb), `${verb} on ${resource}`);
+    }
+    const secrets = resources.filter((r) => r.resource === "secrets");
+    assert.deepEqual(secrets.flatMap((r) => r.verbs), ["get"], table);
+    const can = (verb: string, resource: string) =>
+      env.cluster.kubectl(["auth", "can-i", verb, resource, `--as=${user}`, "-n", "default"]).then(() => true, () => false);
+    assert.equal(await can("list", "secrets"), false, "cannot list Secrets");
+    assert.equal(await can("delete", "configmaps"), false);
+    assert.equal(await can("patch", "deployments.apps"), true);
+    assert.equal(await can("update", "ingresses.networking.k8s.io"), true);
+  });
 });
