@@ -1,12 +1,35 @@
-// `npm run demo` will run the whole story on the local cluster (see README, "Status").
-// Until the window controller lands it says so instead of pretending.
-console.log(
-  [
-    "schema-gate demo: not ready yet.",
-    "The admission webhook works today; the migration window controller and the maintenance",
-    "page are being built. Meanwhile:",
-    "  npm run cluster:up     # the local Kubernetes control plane the demo will use",
-    "  npm test               # what works, proven against it",
-  ].join("\n"),
-);
-process.exitCode = 0;
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { deleteLocalCluster, startLocalCluster } from "../local/cluster.js";
+import { unregisterWebhooks } from "../local/gate.js";
+import { cacheDir } from "../local/paths.js";
+import { startPostgres } from "../local/postgres.js";
+import { DEMO_NAMESPACE, runDemo } from "./demo.js";
+
+// `npm run demo`: the whole story on the local cluster; `npm run demo -- --down` cleans up.
+if (process.argv.includes("--down")) {
+  await deleteLocalCluster();
+  await rm(join(cacheDir, "demo"), { recursive: true, force: true });
+  console.log("local cluster deleted; nothing of the demo is left");
+} else {
+  const started = Date.now();
+  console.log("• starting the local Kubernetes control plane (kwok) and PostgreSQL (a first run builds the binaries)");
+  const [cluster, postgres] = await Promise.all([startLocalCluster(), startPostgres()]);
+  console.log(`  ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  try {
+    const result = await runDemo(cluster, postgres, (line) => console.log(line));
+    if (result.window.result !== "Done") process.exitCode = 1;
+  } finally {
+    // Without the gate running, its webhooks would refuse changes to opted-in Deployments.
+    await unregisterWebhooks(cluster);
+    await postgres.stop();
+  }
+  const k = `kubectl --kubeconfig ${cluster.kubeconfig} -n ${DEMO_NAMESPACE}`;
+  console.log(`
+next steps (the cluster keeps running; the gate and the demo's PostgreSQL have stopped):
+  ${k} get deployments,ingress,configmaps
+  ${k} events                      # WindowOpened, Quiesced, SessionsTerminated, Migrated, ...
+  ${k} get configmap schema-gate-window-shop-db -o jsonpath='{.data.window\\.json}'
+  npx schema-gate status -n ${DEMO_NAMESPACE} --kubeconfig ${cluster.kubeconfig}
+  npm run demo -- --down           # delete the local cluster`);
+}

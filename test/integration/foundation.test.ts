@@ -5,7 +5,7 @@ import pg from "pg";
 import type { V1Deployment } from "@kubernetes/client-node";
 import { pinnedVersions } from "../../src/local/binaries.js";
 import { pollUntil } from "../../src/util/wait.js";
-import { makeLoopbackCert } from "../support/certs.js";
+import { makeLoopbackCert } from "../../src/local/certs.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 
 function deployment(name: string, replicas: number): V1Deployment {

@@ -14,7 +14,7 @@ import { projectRoot } from "../../src/local/paths.js";
 import { run } from "../../src/util/exec.js";
 import { freePort } from "../../src/util/net.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
-import { MountedConfigMap } from "../support/mounted-configmap.js";
+import { MountedConfigMap } from "../../src/local/mounted-configmap.js";
 
 const MESSAGE = "Back at 10:30 after a database upgrade";
 const PROGRESS = JSON.stringify({ version: "8", step: "migrate", index: 5, of: 9, startedAt: "2026-11-24T10:00:00Z" });

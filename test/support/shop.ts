@@ -11,7 +11,7 @@ import { projectRoot } from "../../src/local/paths.js";
 import { pollUntil } from "../../src/util/wait.js";
 import type { TestEnv } from "./env.js";
 
-export const SHOP_CHART = join(projectRoot, "test", "fixtures", "charts", "shop");
+export const SHOP_CHART = join(projectRoot, "examples", "shop-chart");
 export const SHOP_SERVICES = { orders: 2, billing: 2, catalog: 1 } as const;
 export const GROUP = "shop-db";
 

@@ -12,7 +12,7 @@ import { projectRoot } from "../../../src/local/paths.js";
 import { createWebhookApp, serveHttps, type Decide, type RunningServer } from "../../../src/webhook/server.js";
 import { CertificateSource } from "../../../src/webhook/tls.js";
 import { pollUntil } from "../../../src/util/wait.js";
-import { makeLoopbackCert, type ServingCert } from "../../support/certs.js";
+import { makeLoopbackCert, type ServingCert } from "../../../src/local/certs.js";
 import { admissionReview } from "../../support/fixtures.js";
 
 const context: AdmissionContext = {

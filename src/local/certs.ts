@@ -1,8 +1,8 @@
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "../../src/util/exec.js";
-import { projectRoot } from "../../src/local/paths.js";
+import { run } from "../util/exec.js";
+import { projectRoot } from "./paths.js";
 
 export interface ServingCert {
   dir: string;

@@ -1,0 +1,224 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import pg from "pg";
+import YAML from "yaml";
+import { FLAG_NAME } from "../core/maintenance-flag.js";
+import { parseWindowState, STEPS, windowConfigMapName, type WindowState } from "../core/window.js";
+import type { Cluster } from "../local/cluster.js";
+import { prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
+import { MountedConfigMap } from "../local/mounted-configmap.js";
+import { projectRoot } from "../local/paths.js";
+import type { PostgresServer } from "../local/postgres.js";
+import { createLogger } from "../logger.js";
+import { startPageServer } from "../maintenance/page-server.js";
+import { pollUntil, sleep } from "../util/wait.js";
+
+export const DEMO_NAMESPACE = "shop-demo";
+export const DEMO_GROUP = "shop-db";
+const CHART = join(projectRoot, "examples", "shop-chart");
+const V1 = { "001-items.sql": "CREATE TABLE items (id int PRIMARY KEY, name text);\nINSERT INTO items VALUES (1, 'tea'), (2, 'cake');" };
+/** Needs exclusive access: ALTER TABLE waits for every session that touched the table. */
+const V2 = { ...V1, "002-price.sql": "ALTER TABLE items ADD COLUMN price_cents int NOT NULL DEFAULT 0;\nCREATE INDEX items_price ON items (price_cents);" };
+
+export interface DemoResult {
+  window: WindowState;
+  columns: string[];
+  deployments: Array<{ name: string; replicas: number; ready: number; version?: string }>;
+  pageSeenWhileOn: boolean;
+}
+
+type Say = (line: string) => void;
+
+/**
+ * The demo: the shop chart (three services, one database) installed with Helm, then a
+ * `helm upgrade` whose migration needs the database to itself, through a window shown as it
+ * happens. Runs against any cluster and PostgreSQL; `npm run demo` gives it the local ones.
+ */
+export async function runDemo(
+  cluster: Cluster,
+  postgres: PostgresServer,
+  say: Say,
+  /** A gate identity prepared already (the test suite's); otherwise one is made. */
+  identity?: LocalGateIdentity,
+): Promise<DemoResult> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const helm = (args: string[]) => cluster.helm([...args, "-n", DEMO_NAMESPACE, "--kubeconfig", cluster.kubeconfig]);
+
+  say("• preparing: namespace, database, the gate");
+  await cluster.kubectl(["delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait"]);
+  await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
+  const database = `shop_demo_${Date.now().toString(36)}`;
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const url = `postgres://${postgres.user}:${encodeURIComponent(postgres.password)}@${postgres.host}:${postgres.port}/${database}`;
+  await core.createNamespacedSecret({ namespace: DEMO_NAMESPACE, body: { metadata: { name: DEMO_GROUP }, stringData: { url } } });
+
+  const id = identity ?? (await prepareLocalGate(cluster, kc));
+  const gate = spawnGate(id, ["--settle", "1", "--lease-duration", "5", "--image", "registry.example/schema-gate:demo", "--log-level", "warn"]);
+  let gateOutput = "";
+  gate.stdout!.on("data", (c: Buffer) => (gateOutput += c.toString()));
+  gate.stderr!.on("data", (c: Buffer) => (gateOutput += c.toString()));
+  const page = await startLocalPage(core);
+  try {
+    await pollUntil(async () => (gate.exitCode === null ? (await ready(id.port)) || undefined : Promise.reject(new Error(gateOutput))), {
+      timeoutMs: 30_000, what: "the gate to be ready",
+    });
+    const values = async (schemaVersion: string, sql: Record<string, string>) => {
+      const dir = await mkdtemp(join(tmpdir(), "schema-gate-demo-"));
+      await writeFile(join(dir, "values.yaml"), YAML.stringify({ schemaVersion, sql, ingress: { enabled: true } }));
+      return join(dir, "values.yaml");
+    };
+
+    say(`• helm install shop (schema version 1): orders, billing, catalog share database "${DEMO_GROUP}"`);
+    await helm(["upgrade", "--install", "shop", CHART, "-f", await values("1", V1)]);
+    await follow(core, "1", say, page.url);
+    await rolloutReady(apps, say);
+
+    say("• the services connect; one leaves a transaction open on the table (as real apps do)");
+    const sessions = await Promise.all(["orders", "billing", "catalog"].map(async (name) => {
+      const client = new pg.Client({ connectionString: url, application_name: name });
+      client.on("error", () => undefined);
+      await client.connect();
+      return client;
+    }));
+    await sessions[0]!.query("BEGIN");
+    await sessions[0]!.query("SELECT count(*) FROM items");
+
+    say("• helm upgrade shop (schema version 2: ALTER TABLE items, which needs the table to itself)");
+    const started = Date.now();
+    await helm(["upgrade", "shop", CHART, "-f", await values("2", V2)]);
+    say(`  helm returned in ${((Date.now() - started) / 1000).toFixed(1)}s with every service held at 0 replicas`);
+    const { state, pageSeenWhileOn } = await follow(core, "2", say, page.url);
+    await rolloutReady(apps, say);
+    for (const client of sessions) await client.end().catch(() => undefined);
+
+    const check = new pg.Client({ connectionString: url });
+    await check.connect();
+    const columns = (await check.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position")).rows.map((r) => r.column_name as string);
+    await check.end();
+    const deployments = (await apps.listNamespacedDeployment({ namespace: DEMO_NAMESPACE })).items
+      .filter((d) => d.metadata?.annotations?.["schema-gate.dev/database"])
+      .map((d) => ({
+        name: d.metadata!.name!,
+        replicas: d.spec?.replicas ?? 0,
+        ready: d.status?.readyReplicas ?? 0,
+        ...(d.metadata?.annotations?.["schema-gate.dev/applied-version"] ? { version: d.metadata.annotations["schema-gate.dev/applied-version"] } : {}),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    say("");
+    say(`final state: window ${state.result}; table items has columns ${columns.join(", ")}`);
+    for (const d of deployments) say(`  ${d.name.padEnd(8)} ${d.ready}/${d.replicas} ready, schema version ${d.version}`);
+    return { window: state, columns, deployments, pageSeenWhileOn };
+  } finally {
+    await page.stop();
+    gate.kill("SIGTERM");
+    await new Promise((resolve) => (gate.exitCode === null ? gate.once("exit", resolve) : resolve(undefined)));
+  }
+}
+
+async function ready(port: number): Promise<boolean> {
+  const { request } = await import("node:https");
+  return new Promise((resolve) => {
+    request({ host: "127.0.0.1", port, path: "/readyz", rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    }).on("error", () => resolve(false)).end();
+  });
+}
+
+/** Prints the window's steps as they happen, with durations, sessions and the page URL. */
+async function follow(core: k8s.CoreV1Api, version: string, say: Say, pageUrl: string): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
+  const shown = new Set<string>();
+  let pageShown = false;
+  let pageSeenWhileOn = false;
+  let lastStep = "";
+  const started = Date.now();
+  for (;;) {
+    const map = await core.readNamespacedConfigMap({ name: windowConfigMapName(DEMO_GROUP), namespace: DEMO_NAMESPACE }).catch(() => undefined);
+    const parsed = parseWindowState(map?.data?.["window.json"]);
+    const state = parsed.ok ? parsed.state : undefined;
+    if (state && state.version === version) {
+      for (const step of STEPS) {
+        const ms = state.timings[step];
+        if (ms === undefined || shown.has(step)) continue;
+        shown.add(step);
+        let line = `  ✓ ${step.padEnd(16)} ${(ms / 1000).toFixed(2)}s`;
+        if (step === "terminate" && state.sessions) {
+          line += `  terminated ${state.sessions.length} session(s): ${state.sessions.map((s) => `${s.applicationName || s.user} (${s.state})`).join(", ")}`;
+        }
+        say(line);
+      }
+      if (!state.result && state.step !== lastStep) {
+        lastStep = state.step;
+        say(`  … ${state.step} (${STEPS.indexOf(state.step as (typeof STEPS)[number]) + 1}/${STEPS.length})`);
+      }
+      const flag = await core.readNamespacedConfigMap({ name: FLAG_NAME, namespace: DEMO_NAMESPACE }).catch(() => undefined);
+      if (flag?.data?.enabled === "true" && !pageShown) {
+        pageShown = true;
+        say(`  maintenance page is on: ${pageUrl} (the same page the Ingress's backend and the sidecar serve)`);
+      }
+      if (flag?.data?.enabled === "true" && !pageSeenWhileOn) {
+        pageSeenWhileOn = await fetch(pageUrl).then((r) => r.status === 503, () => false);
+      }
+      if (state.result || state.failure) {
+        say(state.failure ? `  ✗ failed: ${state.failure.message}` : `  window ${state.result} in ${((Date.now() - Date.parse(state.startedAt)) / 1000).toFixed(1)}s`);
+        return { state, pageSeenWhileOn };
+      }
+    } else if (Date.now() - started > 120_000) {
+      throw new Error(`no window for schema version ${version} appeared in 2 minutes; is the gate running?`);
+    }
+    await sleep(100);
+  }
+}
+
+async function rolloutReady(apps: k8s.AppsV1Api, say: Say): Promise<void> {
+  await pollUntil(
+    async () => {
+      const list = await apps.listNamespacedDeployment({ namespace: DEMO_NAMESPACE });
+      const members = list.items.filter((d) => d.metadata?.annotations?.["schema-gate.dev/database"]);
+      return members.length === 3 && members.every((d) => (d.status?.readyReplicas ?? 0) === d.spec?.replicas && d.spec?.replicas! > 0) || undefined;
+    },
+    { timeoutMs: 90_000, what: "the shop services to be ready" },
+  );
+  say("  every service is back at its replicas and ready");
+}
+
+/**
+ * The maintenance page on this machine: `schema-gate sidecar` in front of a tiny stand-in app,
+ * reading the flag ConfigMap mirrored into a directory the way the kubelet mounts it.
+ */
+async function startLocalPage(core: k8s.CoreV1Api): Promise<{ url: string; stop(): Promise<void> }> {
+  const app = http.createServer((_req, res) => res.end("the shop (stand-in app)\n"));
+  await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
+  const mount = await MountedConfigMap.create();
+  let last = "";
+  const mirror = async () => {
+    const map = await core.readNamespacedConfigMap({ name: FLAG_NAME, namespace: DEMO_NAMESPACE }).catch(() => undefined);
+    const text = JSON.stringify(map?.data ?? {});
+    if (text !== last) await mount.write(map?.data ?? {});
+    last = text;
+  };
+  const timer = setInterval(() => void mirror().catch(() => undefined), 200);
+  const server = await startPageServer(
+    { host: "127.0.0.1", port: 0, upstream: new URL(`http://127.0.0.1:${(app.address() as AddressInfo).port}`), flagDir: mount.dir, logLevel: "warn" },
+    createLogger({ level: "warn" }),
+  );
+  return {
+    url: `http://127.0.0.1:${server.port}/`,
+    stop: async () => {
+      clearInterval(timer);
+      await server.stop();
+      app.closeAllConnections();
+      await new Promise((r) => app.close(r));
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import YAML from "yaml";
+import { makeLoopbackCert, type ServingCert } from "./certs.js";
+import type { Cluster } from "./cluster.js";
+import { projectRoot } from "./paths.js";
+import { freePort } from "../util/net.js";
+
+export const GATE_NAMESPACE = "schema-gate";
+export const GATE_SA = "schema-gate";
+export const GATE_USER = `system:serviceaccount:${GATE_NAMESPACE}:${GATE_SA}`;
+
+export interface LocalGateIdentity {
+  /** A kubeconfig that authenticates as the gate's ServiceAccount (TokenRequest token). */
+  kubeconfig: string;
+  cert: ServingCert;
+  port: number;
+}
+
+/**
+ * Prepares a gate that runs as a local process against a cluster (tests and the demo):
+ * installs the ServiceAccount and RBAC from manifests/, issues it a token, and registers
+ * the webhook configurations from manifests/ with `url` + `caBundle` pointing at
+ * 127.0.0.1 (instead of the in-cluster Service).
+ */
+export async function prepareLocalGate(cluster: Cluster, kc: k8s.KubeConfig): Promise<LocalGateIdentity> {
+  await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "namespace.yaml")]);
+  await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "rbac.yaml")]);
+  const token = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+    name: GATE_SA,
+    namespace: GATE_NAMESPACE,
+    body: { spec: { expirationSeconds: 24 * 3600, audiences: [] } },
+  });
+  const server = kc.getCurrentCluster()!;
+  const kubeconfig = new k8s.KubeConfig();
+  kubeconfig.loadFromOptions({
+    clusters: [server],
+    users: [{ name: GATE_SA, token: token.status!.token }],
+    contexts: [{ name: "gate", cluster: server.name, user: GATE_SA }],
+    currentContext: "gate",
+  });
+  const dir = await mkdtemp(join(tmpdir(), "schema-gate-gate-"));
+  const kubeconfigPath = join(dir, "kubeconfig.yaml");
+  await writeFile(kubeconfigPath, kubeconfig.exportConfig(), { mode: 0o600 });
+  const cert = await makeLoopbackCert(join(dir, "tls"));
+  const port = await freePort();
+  await registerWebhooks(cluster, cert, port);
+  return { kubeconfig: kubeconfigPath, cert, port };
+}
+
+async function registerWebhooks(cluster: Cluster, cert: ServingCert, port: number): Promise<void> {
+  const text = await readFile(join(projectRoot, "manifests", "base", "webhooks.yaml"), "utf8");
+  const documents = YAML.parseAllDocuments(text).map((d) => d.toJSON());
+  for (const config of documents) {
+    for (const hook of config.webhooks) {
+      const path = hook.clientConfig.service.path;
+      hook.clientConfig = { url: `https://127.0.0.1:${port}${path}`, caBundle: cert.caBundle };
+    }
+  }
+  await cluster.kubectl(["apply", "-f", "-"], documents.map((d) => YAML.stringify(d)).join("---\n"));
+}
+
+/** Removes the webhook configurations, so a cluster without the gate running admits freely. */
+export async function unregisterWebhooks(cluster: Cluster): Promise<void> {
+  await cluster.kubectl([
+    "delete", "mutatingwebhookconfiguration/schema-gate", "validatingwebhookconfiguration/schema-gate", "--ignore-not-found",
+  ]);
+}
+
+/** Starts `schema-gate serve` as its own process with the prepared identity. */
+export function spawnGate(id: LocalGateIdentity, extraArgs: string[]): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      join(projectRoot, "bin", "schema-gate.js"), "serve",
+      "--kubeconfig", id.kubeconfig, "--host", "127.0.0.1", "--port", String(id.port),
+      "--tls-cert-file", join(id.cert.dir, "tls.crt"), "--tls-key-file", join(id.cert.dir, "tls.key"),
+      "--namespace", GATE_NAMESPACE, "--service-account", GATE_SA, ...extraArgs,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, KUBECONFIG: "" } },
+  );
+}
