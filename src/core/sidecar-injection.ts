@@ -30,6 +30,30 @@ export function sidecarPort(annotations: Record<string, string>): { port?: numbe
   return { port };
 }
 
+/**
+ * What the sidecar and the maintenance backend's container share: small, unprivileged,
+ * read-only, with the flag ConfigMap and the bypass Secret mounted.
+ */
+export const PAGE_CONTAINER_BASICS = {
+  resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },
+  securityContext: {
+    runAsNonRoot: true,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  },
+  volumeMounts: [
+    { name: FLAG_VOLUME, mountPath: FLAG_MOUNT, readOnly: true },
+    { name: BYPASS_VOLUME, mountPath: BYPASS_MOUNT, readOnly: true },
+  ],
+};
+
+/** The pod volumes behind PAGE_CONTAINER_BASICS' mounts; optional, so pods start without them. */
+export const PAGE_VOLUMES = [
+  { name: FLAG_VOLUME, configMap: { name: FLAG_NAME, optional: true } },
+  { name: BYPASS_VOLUME, secret: { secretName: BYPASS_SECRET, optional: true } },
+];
+
 /** The native sidecar (an init container that keeps running) the webhook adds. */
 export function sidecarContainer(image: string, appPort: number): Container {
   const health = { httpGet: { path: `${SIDECAR_PATH_PREFIX}healthz`, port: SIDECAR_PORT_NAME } };
@@ -47,17 +71,7 @@ export function sidecarContainer(image: string, appPort: number): Container {
     ports: [{ name: SIDECAR_PORT_NAME, containerPort: SIDECAR_PORT, protocol: "TCP" }],
     readinessProbe: { ...health, periodSeconds: 5 },
     startupProbe: { ...health, periodSeconds: 1, failureThreshold: 30 },
-    resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },
-    securityContext: {
-      runAsNonRoot: true,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ["ALL"] },
-    },
-    volumeMounts: [
-      { name: FLAG_VOLUME, mountPath: FLAG_MOUNT, readOnly: true },
-      { name: BYPASS_VOLUME, mountPath: BYPASS_MOUNT, readOnly: true },
-    ],
+    ...structuredClone(PAGE_CONTAINER_BASICS),
   };
 }
 
@@ -75,10 +89,6 @@ export function injectSidecar(template: NonNullable<Deployment["spec"]>["templat
   const volumes = ((spec.volumes as Array<{ name: string }> | undefined) ?? []).filter(
     (v) => v.name !== FLAG_VOLUME && v.name !== BYPASS_VOLUME,
   );
-  spec.volumes = [
-    ...volumes,
-    { name: FLAG_VOLUME, configMap: { name: FLAG_NAME, optional: true } },
-    { name: BYPASS_VOLUME, secret: { secretName: BYPASS_SECRET, optional: true } },
-  ];
+  spec.volumes = [...volumes, ...structuredClone(PAGE_VOLUMES)];
   return result;
 }

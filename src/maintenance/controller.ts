@@ -10,7 +10,14 @@ import {
   type IngressSpec,
 } from "../core/ingress-switch.js";
 import { claimManualData, FLAG_NAME, FlagKey, parseFlag, type Route } from "../core/maintenance-flag.js";
-import { BYPASS_KEY, BYPASS_MOUNT, BYPASS_SECRET, FLAG_MOUNT, SIDECAR_PATH_PREFIX } from "../core/sidecar-injection.js";
+import {
+  BYPASS_KEY,
+  BYPASS_MOUNT,
+  FLAG_MOUNT,
+  PAGE_CONTAINER_BASICS,
+  PAGE_VOLUMES,
+  SIDECAR_PATH_PREFIX,
+} from "../core/sidecar-injection.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
@@ -259,23 +266,10 @@ function backendDeployment(image: string): k8s.V1Deployment {
               args: ["page", `--listen=0.0.0.0:${PAGE_PORT}`, `--flag-dir=${FLAG_MOUNT}`, `--bypass-file=${BYPASS_MOUNT}/${BYPASS_KEY}`],
               ports: [{ name: "http", containerPort: PAGE_PORT }],
               readinessProbe: { ...health, periodSeconds: 2 },
-              resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },
-              securityContext: {
-                runAsNonRoot: true,
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ["ALL"] },
-              },
-              volumeMounts: [
-                { name: "flag", mountPath: FLAG_MOUNT, readOnly: true },
-                { name: "bypass", mountPath: BYPASS_MOUNT, readOnly: true },
-              ],
+              ...structuredClone(PAGE_CONTAINER_BASICS),
             },
           ],
-          volumes: [
-            { name: "flag", configMap: { name: FLAG_NAME, optional: true } },
-            { name: "bypass", secret: { secretName: BYPASS_SECRET, optional: true } },
-          ],
+          volumes: structuredClone(PAGE_VOLUMES),
         },
       },
     },
