@@ -1,14 +1,12 @@
 import { strict as assert } from "node:assert";
-import { join } from "node:path";
 import type { V1Deployment } from "@kubernetes/client-node";
 import { A } from "../../src/core/annotations.js";
-import { projectRoot } from "../../src/local/paths.js";
 import { CommandError, run } from "../../src/util/exec.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
 import { apiErrorMessage, testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { gateIdentity, startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 
-const chart = join(projectRoot, "test", "fixtures", "charts", "shop");
+import { SHOP_CHART as chart } from "../support/shop.js";
 
 function manifest(name: string, annotations: Record<string, string>, replicas = 3): string {
   return JSON.stringify({
