@@ -13,6 +13,7 @@ import {
   planWindow,
   retryToken,
   StepFailure,
+  stepNumber,
   STEPS,
   type Step,
   type WindowResult,
@@ -26,6 +27,7 @@ import type { Leadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
 import type { MaintenanceSwitch } from "../maintenance/switch.js";
 import type { Metrics } from "../metrics.js";
+import { SerialWork } from "../util/serial-work.js";
 import { sleep } from "../util/wait.js";
 import { desiredReplicas, Members, rolloutReady } from "./members.js";
 import { databaseTarget, isConnectionError, migrationFailure, runMigrationJob, sqlFiles, withSession } from "./runners.js";
@@ -63,7 +65,6 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   const store = new WindowStore(kc);
   const members = new Members(kc);
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  const workers = new Map<string, { running: boolean; again: boolean }>();
   const timers = new Map<string, NodeJS.Timeout>();
   /** When the set of held members of a group last changed, for the settle delay. */
   const settling = new Map<string, { held: string; since: number }>();
@@ -72,37 +73,22 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   /** The version a group's SQL runner last reported files pending for. */
   const pendingSeen = new Map<string, string>();
   let stopped = false;
+  const work = new SerialWork(() => !stopped && leadership.isLeader());
 
   const key = (namespace: string, group: string) => `${namespace}/${group}`;
 
-  const kick = (namespace: string, group: string) => {
-    if (stopped || !leadership.isLeader()) return;
-    const k = key(namespace, group);
-    const worker = workers.get(k) ?? { running: false, again: false };
-    workers.set(k, worker);
-    if (worker.running) {
-      worker.again = true;
-      return;
-    }
-    worker.running = true;
-    void (async () => {
-      try {
-        do {
-          worker.again = false;
-          await reconcile(namespace, group).catch((error: unknown) => {
-            if (error instanceof StaleWindow) {
-              worker.again = true;
-              return;
-            }
-            log.error({ err: error, namespace, group }, "window reconcile failed; retrying");
-            later(namespace, group, 1000);
-          });
-        } while (worker.again && !stopped && leadership.isLeader());
-      } finally {
-        worker.running = false;
-      }
-    })();
-  };
+  const kick = (namespace: string, group: string) =>
+    work.kick(key(namespace, group), () =>
+      reconcile(namespace, group).then(
+        () => false,
+        (error: unknown) => {
+          if (error instanceof StaleWindow) return true;
+          log.error({ err: error, namespace, group }, "window reconcile failed; retrying");
+          later(namespace, group, 1000);
+          return false;
+        },
+      ),
+    );
 
   const later = (namespace: string, group: string, ms: number) => {
     const k = key(namespace, group);
@@ -337,8 +323,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
 
   /** The maintenance page shows the step; a failure to say so never stops the window. */
   async function showProgress(namespace: string, state: WindowState) {
-    const index = state.step === "rollback" ? STEPS.length - 1 : STEPS.indexOf(state.step as (typeof STEPS)[number]) + 1;
-    const progress = { version: state.version, step: state.step, index, of: STEPS.length, startedAt: state.startedAt };
+    const progress = { version: state.version, step: state.step, index: stepNumber(state.step), of: STEPS.length, startedAt: state.startedAt };
     await options.maintenance.progress(namespace, progress).catch((error: unknown) => {
       log.warn({ err: error, namespace, window: state.id }, "could not show progress on the maintenance page");
     });
@@ -523,7 +508,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       clearInterval(resync);
       for (const timer of timers.values()) clearTimeout(timer);
       // Let running steps notice and return.
-      for (let i = 0; i < 50 && [...workers.values()].some((w) => w.running); i++) await sleep(50);
+      await work.settle(2500);
     },
   };
 }

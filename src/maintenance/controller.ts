@@ -23,6 +23,7 @@ import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Leadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
+import { SerialWork } from "../util/serial-work.js";
 
 const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
 const MANAGED = { "app.kubernetes.io/managed-by": "schema-gate" };
@@ -53,32 +54,20 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const networking = kc.makeApiClient(k8s.NetworkingV1Api);
-  const workers = new Map<string, { running: boolean; again: boolean }>();
   let stopped = false;
+  const work = new SerialWork(() => !stopped && leadership.isLeader());
+  const retryLater = (namespace: string) => setTimeout(() => kick(namespace), RETRY_MS).unref();
 
   const kick = (namespace: string | undefined) => {
-    if (!namespace || stopped || !leadership.isLeader()) return;
-    const worker = workers.get(namespace) ?? { running: false, again: false };
-    workers.set(namespace, worker);
-    if (worker.running) {
-      worker.again = true;
-      return;
-    }
-    worker.running = true;
-    void (async () => {
-      do {
-        worker.again = false;
-        try {
-          if (!(await reconcile(namespace))) {
-            setTimeout(() => kick(namespace), RETRY_MS).unref();
-          }
-        } catch (error) {
-          log.warn({ err: error, namespace }, "maintenance pass failed; retrying");
-          setTimeout(() => kick(namespace), RETRY_MS).unref();
-        }
-      } while (worker.again && !stopped);
-      worker.running = false;
-    })();
+    if (!namespace) return;
+    work.kick(namespace, async () => {
+      try {
+        if (!(await reconcile(namespace))) retryLater(namespace);
+      } catch (error) {
+        log.warn({ err: error, namespace }, "maintenance pass failed; retrying");
+        retryLater(namespace);
+      }
+    });
   };
 
   const namespaces = () =>
@@ -190,21 +179,19 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
       if (apiStatus(error) === 404) return undefined;
       throw error;
     });
-    if (!existing) {
-      if (!options.image) {
-        log.warn({ namespace }, "cannot create the maintenance backend: the gate does not know its image (--image)");
-        return false;
-      }
-      await apps.createNamespacedDeployment({ namespace, body: backendDeployment(options.image) });
-      await core.createNamespacedService({ namespace, body: backendService() }).catch((error: unknown) => {
-        if (apiStatus(error) !== 409) throw error;
-      });
-      log.info({ namespace }, "maintenance backend created");
+    if (!existing && !options.image) {
+      log.warn({ namespace }, "cannot create the maintenance backend: the gate does not know its image (--image)");
       return false;
     }
+    if (!existing) {
+      await apps.createNamespacedDeployment({ namespace, body: backendDeployment(options.image!) });
+      log.info({ namespace }, "maintenance backend created");
+    }
+    // Also when only the Deployment was left: someone may have deleted the Service.
     await core.createNamespacedService({ namespace, body: backendService() }).catch((error: unknown) => {
       if (apiStatus(error) !== 409) throw error;
     });
+    if (!existing) return false;
     const ready = (existing.status?.readyReplicas ?? 0) >= 1 && existing.status?.observedGeneration === existing.metadata?.generation;
     if (!ready) log.debug({ namespace }, "waiting for the maintenance backend to be ready");
     return ready;
@@ -225,7 +212,7 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     async stop() {
       stopped = true;
       clearInterval(resync);
-      while ([...workers.values()].some((w) => w.running)) await new Promise((r) => setTimeout(r, 20));
+      await work.settle(2500);
     },
   };
 }
