@@ -3,9 +3,8 @@ import { Command } from "commander";
 import { A } from "../core/annotations.js";
 import { annotationsOf } from "../core/objects.js";
 import { isHolding, Phase } from "../core/phase.js";
-import { STEPS, type WindowState } from "../core/window.js";
+import { describeStep, parseWindowState, type Step, type WindowState } from "../core/window.js";
 import { WindowStore, WINDOW_KEY, WINDOW_SELECTOR } from "../controller/window-store.js";
-import { parseWindowState } from "../core/window.js";
 import { loadKubeConfig } from "../k8s/kubeconfig.js";
 import { sleep } from "../util/wait.js";
 import { currentNamespace } from "./maintenance.js";
@@ -128,7 +127,7 @@ function printStatus(groups: GroupStatus[]): void {
   }
   for (const g of groups) {
     const versions = g.targetVersion ? `${g.appliedVersion ?? "none"} -> ${g.targetVersion}` : (g.appliedVersion ?? "none");
-    const step = g.step ? `  step ${g.step} (${STEPS.indexOf(g.step as (typeof STEPS)[number]) + 1}/${STEPS.length})` : "";
+    const step = g.step ? `  step ${describeStep(g.step as Step)}` : "";
     console.log(`${g.namespace}/${g.group}  ${g.phase}  schema ${versions}${step}`);
     if (g.failure) console.log(`  failure: ${g.failure}`);
     for (const m of g.members) {
@@ -181,8 +180,7 @@ async function waitFor(kc: k8s.KubeConfig, namespace: string, name: string, time
       }
     }
     if (state && !state.result && state.version === a[A.schemaVersion]) {
-      const index = STEPS.indexOf(state.step as (typeof STEPS)[number]) + 1;
-      say(`window ${group}: ${state.step} (${index}/${STEPS.length}), ${Math.round((Date.now() - Date.parse(state.startedAt)) / 1000)}s so far`);
+      say(`window ${group}: ${describeStep(state.step)}, ${Math.round((Date.now() - Date.parse(state.startedAt)) / 1000)}s so far`);
     } else {
       say(`deployment ${namespace}/${name}: ${phase ?? "waiting"}: ${a[A.message] ?? "waiting for the gate"}`);
     }

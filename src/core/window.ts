@@ -69,6 +69,19 @@ export interface WindowState {
 
 export const windowConfigMapName = (group: string) => `schema-gate-window-${group}`;
 
+/**
+ * A step's 1-based position among STEPS, as progress shows it: a rollback stands where
+ * restoring would (just before maintenance-off), `finished` after the last step.
+ */
+export function stepNumber(step: Step): number {
+  if (step === "rollback") return STEPS.length - 1;
+  if (step === "finished") return STEPS.length;
+  return STEPS.indexOf(step) + 1;
+}
+
+/** e.g. "migrate (5/9)" */
+export const describeStep = (step: Step): string => `${step} (${stepNumber(step)}/${STEPS.length})`;
+
 export function nextStep(step: Step): Step {
   const index = STEPS.indexOf(step as (typeof STEPS)[number]);
   return index < 0 || index === STEPS.length - 1 ? "finished" : STEPS[index + 1]!;

@@ -6,10 +6,11 @@ import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import YAML from "yaml";
-import { FLAG_NAME } from "../core/maintenance-flag.js";
-import { parseWindowState, STEPS, windowConfigMapName, type WindowState } from "../core/window.js";
+import { FLAG_NAME, parseFlag } from "../core/maintenance-flag.js";
+import { describeStep, parseWindowState, STEPS, windowConfigMapName, type WindowState } from "../core/window.js";
 import type { Cluster } from "../local/cluster.js";
-import { prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
+import { gateGet, prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
+import { openAppSessions } from "../local/app-sessions.js";
 import { MountedConfigMap } from "../local/mounted-configmap.js";
 import { projectRoot } from "../local/paths.js";
 import type { PostgresServer } from "../local/postgres.js";
@@ -69,7 +70,7 @@ export async function runDemo(
   gate.stderr!.on("data", (c: Buffer) => (gateOutput += c.toString()));
   const page = await startLocalPage(core);
   try {
-    await pollUntil(async () => (gate.exitCode === null ? (await ready(id.port)) || undefined : Promise.reject(new Error(gateOutput))), {
+    await pollUntil(async () => (gate.exitCode === null ? (await gateGet(id, "/readyz").then((r) => r.status === 200, () => false)) || undefined : Promise.reject(new Error(gateOutput))), {
       timeoutMs: 30_000, what: "the gate to be ready",
     });
     const values = async (schemaVersion: string, sql: Record<string, string>) => {
@@ -84,14 +85,7 @@ export async function runDemo(
     await rolloutReady(apps, say);
 
     say("• the services connect; one leaves a transaction open on the table (as real apps do)");
-    const sessions = await Promise.all(["orders", "billing", "catalog"].map(async (name) => {
-      const client = new pg.Client({ connectionString: url, application_name: name });
-      client.on("error", () => undefined);
-      await client.connect();
-      return client;
-    }));
-    await sessions[0]!.query("BEGIN");
-    await sessions[0]!.query("SELECT count(*) FROM items");
+    const sessions = await openAppSessions(url, ["orders", "billing", "catalog"]);
 
     say("• helm upgrade shop (schema version 2: ALTER TABLE items, which needs the table to itself)");
     const started = Date.now();
@@ -125,16 +119,6 @@ export async function runDemo(
   }
 }
 
-async function ready(port: number): Promise<boolean> {
-  const { request } = await import("node:https");
-  return new Promise((resolve) => {
-    request({ host: "127.0.0.1", port, path: "/readyz", rejectUnauthorized: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    }).on("error", () => resolve(false)).end();
-  });
-}
-
 /** Prints the window's steps as they happen, with durations, sessions and the page URL. */
 async function follow(core: k8s.CoreV1Api, version: string, say: Say, pageUrl: string): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
   const shown = new Set<string>();
@@ -159,15 +143,13 @@ async function follow(core: k8s.CoreV1Api, version: string, say: Say, pageUrl: s
       }
       if (!state.result && state.step !== lastStep) {
         lastStep = state.step;
-        say(`  … ${state.step} (${STEPS.indexOf(state.step as (typeof STEPS)[number]) + 1}/${STEPS.length})`);
+        say(`  … ${describeStep(state.step)}`);
       }
       const flag = await core.readNamespacedConfigMap({ name: FLAG_NAME, namespace: DEMO_NAMESPACE }).catch(() => undefined);
-      if (flag?.data?.enabled === "true" && !pageShown) {
+      if (parseFlag(flag?.data).enabled) {
+        if (!pageShown) say(`  maintenance page is on: ${pageUrl} (the same page the Ingress's backend and the sidecar serve)`);
         pageShown = true;
-        say(`  maintenance page is on: ${pageUrl} (the same page the Ingress's backend and the sidecar serve)`);
-      }
-      if (flag?.data?.enabled === "true" && !pageSeenWhileOn) {
-        pageSeenWhileOn = await fetch(pageUrl).then((r) => r.status === 503, () => false);
+        pageSeenWhileOn ||= await fetch(pageUrl).then((r) => r.status === 503, () => false);
       }
       if (state.result || state.failure) {
         say(state.failure ? `  ✗ failed: ${state.failure.message}` : `  window ${state.result} in ${((Date.now() - Date.parse(state.startedAt)) / 1000).toFixed(1)}s`);

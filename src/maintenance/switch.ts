@@ -64,9 +64,11 @@ export class FlagSwitch implements MaintenanceSwitch {
   }
 
   async turnOff(namespace: string, owner: string): Promise<void> {
-    await this.write(namespace, (current) => ({ result: undefined, data: turnOffData(parseFlag(current?.data), owner).data }));
-    const flag = parseFlag((await this.read(namespace))?.data);
-    if (!flag.enabled) await this.waitForIngresses(namespace, false);
+    const off = await this.write(namespace, (current) => {
+      const { data, refused } = turnOffData(parseFlag(current?.data), owner);
+      return { result: refused === undefined, data };
+    });
+    if (off) await this.waitForIngresses(namespace, false);
   }
 
   async progress(namespace: string, progress: Progress): Promise<void> {

@@ -1,6 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { request } from "node:https";
-import { prepareLocalGate, spawnGate, unregisterWebhooks, type LocalGateIdentity } from "../../src/local/gate.js";
+import { gateGet, prepareLocalGate, spawnGate, unregisterWebhooks, type LocalGateIdentity } from "../../src/local/gate.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { apiErrorMessage, onTeardown, type TestEnv } from "./env.js";
 
@@ -44,16 +43,7 @@ export async function startGate(env: TestEnv, extraArgs: string[] = []): Promise
   child.stderr!.on("data", (chunk: Buffer) => logs.push(chunk.toString("utf8")));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
-  const get = (path: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port: id.port, path, ca: id.cert.ca, method: "GET" }, (res) => {
-        let body = "";
-        res.on("data", (c) => (body += c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
+  const get = (path: string) => gateGet(id, path);
 
   const gate: GateProcess = {
     child,

@@ -9,6 +9,7 @@ import { parseWindowState, windowConfigMapName, type WindowState } from "../../s
 import { apiStatus } from "../../src/k8s/errors.js";
 import { projectRoot } from "../../src/local/paths.js";
 import { pollUntil } from "../../src/util/wait.js";
+import { openAppSessions } from "../../src/local/app-sessions.js";
 import type { TestEnv } from "./env.js";
 
 export const SHOP_CHART = join(projectRoot, "examples", "shop-chart");
@@ -108,21 +109,6 @@ export async function shopReady(env: TestEnv, namespace: string, replicas: Recor
   );
 }
 
-/**
- * Application sessions as the services hold them, named after them; the first sits idle in
- * a transaction that read the table (so a plain ALTER TABLE would wait for it).
- */
-export async function appSessions(url: string, names: readonly string[] = Object.keys(SHOP_SERVICES)): Promise<pg.Client[]> {
-  const clients = await Promise.all(
-    names.map(async (name) => {
-      const client = new pg.Client({ connectionString: url, application_name: name });
-      client.on("error", () => undefined);
-      await client.connect();
-      return client;
-    }),
-  );
-  await clients[0]!.query("BEGIN");
-  await clients[0]!.query("SELECT count(*) FROM items");
-  await clients[1]?.query("SELECT 1");
-  return clients;
-}
+/** The shop services' database sessions (see src/local/app-sessions.ts). */
+export const appSessions = (url: string, names: readonly string[] = Object.keys(SHOP_SERVICES)): Promise<pg.Client[]> =>
+  openAppSessions(url, names);
