@@ -1,7 +1,10 @@
 # schema-gate: the gate (serve), the maintenance page (page) and sidecar (sidecar), one image.
 #   docker build -t registry.example/schema-gate:0.1.0 .
+# NODE_IMAGE picks another Node.js 20 base (a mirror): --build-arg NODE_IMAGE=mirror.example/node:20-bookworm-slim
+# `npm run test:image` builds it and runs the gate's integration suites from the image.
 # Build stage: compile TypeScript with the dev dependencies.
-FROM node:20-bookworm-slim AS build
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -10,7 +13,7 @@ COPY src ./src
 RUN npm run build
 
 # Runtime: production dependencies and the compiled code only, as a non-root user.
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

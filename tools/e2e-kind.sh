@@ -24,7 +24,7 @@ export KUBECONFIG
 kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
 
 step "image $IMAGE"
-docker build -t "$IMAGE" .
+docker build ${NODE_IMAGE:+--build-arg NODE_IMAGE="$NODE_IMAGE"} -t "$IMAGE" .
 kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 step "install the gate (kubectl apply -k, plain certificates)"

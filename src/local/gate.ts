@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { request } from "node:https";
+import { chownSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import YAML from "yaml";
 import { makeLoopbackCert, type ServingCert } from "./certs.js";
@@ -71,18 +72,76 @@ export async function unregisterWebhooks(cluster: Cluster): Promise<void> {
   ]);
 }
 
+/**
+ * When set, local gates run from this container image instead of the checkout
+ * (`tools/image-check.sh` runs the integration suites this way).
+ */
+export const GATE_IMAGE_ENV = "SCHEMA_GATE_GATE_IMAGE";
+
+/** Marks gate containers, so that a run cut short can find and remove what it left. */
+export const LOCAL_GATE_LABEL = "schema-gate.dev/local-gate=true";
+
 /** Starts `schema-gate serve` as its own process with the prepared identity. */
 export function spawnGate(id: LocalGateIdentity, extraArgs: string[]): ChildProcess {
-  return spawn(
-    process.execPath,
+  const args = [
+    "serve",
+    "--kubeconfig", id.kubeconfig, "--host", "127.0.0.1", "--port", String(id.port),
+    "--tls-cert-file", join(id.cert.dir, "tls.crt"), "--tls-key-file", join(id.cert.dir, "tls.key"),
+    "--namespace", GATE_NAMESPACE, "--service-account", GATE_SA, ...extraArgs,
+  ];
+  const image = process.env[GATE_IMAGE_ENV];
+  if (image) return spawnGateContainer(image, id, args);
+  return spawn(process.execPath, [join(projectRoot, "bin", "schema-gate.js"), ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, KUBECONFIG: "" },
+  });
+}
+
+/**
+ * Runs the gate from its image with the restrictions manifests/base/deployment.yaml gives
+ * the pod (its user, read-only root, no capabilities), on the host network so that it
+ * reaches the local apiserver and PostgreSQL on loopback as the local process would.
+ * The identity's files are mounted read-only at the same paths and owned by that user.
+ * kill() stops the container, not only the `docker run` client.
+ */
+function spawnGateContainer(image: string, id: LocalGateIdentity, args: string[]): ChildProcess {
+  const { uid, gid } = deploymentUser();
+  const dir = dirname(id.kubeconfig);
+  chownTree(dir, uid, gid);
+  const name = `schema-gate-local-${id.port}-${process.pid}-${Date.now()}`;
+  const child = spawn(
+    "docker",
     [
-      join(projectRoot, "bin", "schema-gate.js"), "serve",
-      "--kubeconfig", id.kubeconfig, "--host", "127.0.0.1", "--port", String(id.port),
-      "--tls-cert-file", join(id.cert.dir, "tls.crt"), "--tls-key-file", join(id.cert.dir, "tls.key"),
-      "--namespace", GATE_NAMESPACE, "--service-account", GATE_SA, ...extraArgs,
+      "run", "--rm", "--name", name, "--label", LOCAL_GATE_LABEL, "--network", "host", "--user", `${uid}:${gid}`,
+      "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+      "--volume", `${dir}:${dir}:ro`, image, ...args,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, KUBECONFIG: "" } },
+    { stdio: ["ignore", "pipe", "pipe"] },
   );
+  child.kill = (signal: NodeJS.Signals | number = "SIGTERM") => {
+    const result = spawnSync("docker", ["kill", "--signal", String(signal), name], { stdio: "ignore" });
+    return result.status === 0;
+  };
+  return child;
+}
+
+/** The runAsUser/runAsGroup of the gate's pod in manifests/base/deployment.yaml. */
+function deploymentUser(): { uid: number; gid: number } {
+  const text = readFileSync(join(projectRoot, "manifests", "base", "deployment.yaml"), "utf8");
+  const deployment = YAML.parseAllDocuments(text).map((d) => d.toJSON()).find((d) => d?.kind === "Deployment");
+  const context = deployment?.spec?.template?.spec?.securityContext ?? {};
+  const uid = Number(context.runAsUser);
+  const gid = Number(context.runAsGroup ?? context.runAsUser);
+  if (!Number.isInteger(uid) || !Number.isInteger(gid)) {
+    throw new Error("manifests/base/deployment.yaml: the pod securityContext needs numeric runAsUser/runAsGroup");
+  }
+  return { uid, gid };
+}
+
+function chownTree(path: string, uid: number, gid: number): void {
+  chownSync(path, uid, gid);
+  if (!statSync(path).isDirectory()) return;
+  for (const entry of readdirSync(path)) chownTree(join(path, entry), uid, gid);
 }
 
 /** A GET to a local gate over HTTPS, trusting its own CA (readiness, metrics). */
