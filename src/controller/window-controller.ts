@@ -25,6 +25,7 @@ import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Leadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
+import type { Progress } from "../core/maintenance-flag.js";
 import type { MaintenanceSwitch } from "../maintenance/switch.js";
 import type { Metrics } from "../metrics.js";
 import { SerialWork } from "../util/serial-work.js";
@@ -296,7 +297,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     const step = state.step;
     const started = Date.now();
     log.info({ namespace, group: state.group, window: state.id, step }, "step started");
-    if (state.maintenance && step !== "maintenance-on" && step !== "finished") await showProgress(namespace, state);
+    if (state.maintenance && step !== "maintenance-on" && step !== "finished") showProgress(namespace, state);
     let outcome: StepOutcome;
     try {
       outcome = await STEP_ACTIONS[step](namespace, state, group$);
@@ -321,11 +322,23 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
     if (next.result) await finish(namespace, next, group$);
   }
 
-  /** The maintenance page shows the step; a failure to say so never stops the window. */
-  async function showProgress(namespace: string, state: WindowState) {
-    const progress = { version: state.version, step: state.step, index: stepNumber(state.step), of: STEPS.length, startedAt: state.startedAt };
-    await options.maintenance.progress(namespace, progress).catch((error: unknown) => {
-      log.warn({ err: error, namespace, window: state.id }, "could not show progress on the maintenance page");
+  /**
+   * The maintenance page shows the step, written off the window's path: a step never waits
+   * for it, and a failure to say so never stops the window. One write per namespace at a
+   * time, the latest step winning; a flag turned off meanwhile refuses the late write
+   * through its resourceVersion.
+   */
+  const progressWork = new SerialWork(() => !stopped);
+  const latestProgress = new Map<string, Progress>();
+  function showProgress(namespace: string, state: WindowState) {
+    latestProgress.set(namespace, { version: state.version, step: state.step, index: stepNumber(state.step), of: STEPS.length, startedAt: state.startedAt });
+    progressWork.kick(namespace, async () => {
+      const progress = latestProgress.get(namespace);
+      if (!progress) return;
+      latestProgress.delete(namespace);
+      await options.maintenance.progress(namespace, progress).catch((error: unknown) => {
+        log.warn({ err: error, namespace, window: state.id }, "could not show progress on the maintenance page");
+      });
     });
   }
 
@@ -509,6 +522,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       for (const timer of timers.values()) clearTimeout(timer);
       // Let running steps notice and return.
       await work.settle(2500);
+      await progressWork.settle(1000);
     },
   };
 }

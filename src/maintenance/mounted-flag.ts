@@ -28,7 +28,7 @@ export async function watchMountedFlag(
   let token: string | undefined;
   let reported = "";
 
-  const reload = async () => {
+  const readOnce = async () => {
     const data: Record<string, string> = {};
     try {
       for (const entry of await readdir(dir)) {
@@ -45,6 +45,22 @@ export async function watchMountedFlag(
     reported = problems;
     flag = next;
     token = bypassFile ? (await readFile(bypassFile, "utf8").catch(() => "")).trim() || undefined : undefined;
+  };
+
+  // One read at a time, so that a slow read begun before a swap cannot finish after a later
+  // one and put the old flag back. A request while a read is queued joins that read; the
+  // promise resolves after a read that began after the request.
+  let tail: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | undefined;
+  const reload = (): Promise<void> => {
+    if (queued) return queued;
+    const next = tail.then(() => {
+      queued = undefined;
+      return readOnce();
+    });
+    queued = next;
+    tail = next.catch(() => undefined);
+    return next;
   };
 
   await reload();
