@@ -3,15 +3,45 @@
 # with `kubectl apply -k` (plain certificates), PostgreSQL in the cluster, and the demo's
 # scenario (shop chart install, then an upgrade through a window) checked with
 # `schema-gate wait`. Needs docker, kind, kubectl, helm and node on PATH.
-#   tools/e2e-kind.sh           # run (keeps the cluster)
-#   tools/e2e-kind.sh --down    # delete the cluster
+#   tools/e2e-kind.sh               # run (keeps the cluster)
+#   tools/e2e-kind.sh --down        # delete the cluster
+#   tools/e2e-kind.sh --prepare DIR # only write the install overlay and the chart values
+#                                   # (what the manifests test renders and dry-runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER=${KIND_CLUSTER:-schema-gate-e2e}
 IMAGE=schema-gate:e2e
 NS=shop
 
-if [[ ${1:-} == --down ]]; then kind delete cluster --name "$CLUSTER"; exit 0; fi
+# DIR/overlay: manifests/ with plain certificates (certs/generate.sh) and the e2e image;
+# DIR/values-1.yaml, DIR/values-2.yaml: the shop chart at schema versions 1 and 2.
+prepare() {
+  local dir=$1
+  mkdir -p "$dir/overlay"
+  cp -r manifests "$dir/manifests"
+  bash certs/generate.sh "$dir/manifests/tls" >/dev/null
+  cat >"$dir/overlay/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../manifests]
+images: [{name: schema-gate, newName: ${IMAGE%:*}, newTag: ${IMAGE#*:}}]
+YAML
+  for version in 1 2; do
+    {
+      echo "schemaVersion: \"$version\""
+      echo "appImage: registry.k8s.io/pause:3.10"
+      echo "sql:"
+      echo '  001-items.sql: "CREATE TABLE items (id int PRIMARY KEY, name text);"'
+      [[ $version == 2 ]] && echo '  002-price.sql: "ALTER TABLE items ADD COLUMN price_cents int NOT NULL DEFAULT 0;"'
+      true
+    } >"$dir/values-$version.yaml"
+  done
+}
+
+case ${1:-} in
+  --down) kind delete cluster --name "$CLUSTER"; exit 0 ;;
+  --prepare) prepare "${2:?usage: tools/e2e-kind.sh --prepare DIR}"; exit 0 ;;
+esac
 for tool in docker kind kubectl helm node; do
   command -v "$tool" >/dev/null || { echo "e2e-kind: $tool is required on PATH" >&2; exit 1; }
 done
@@ -29,15 +59,7 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 step "install the gate (kubectl apply -k, plain certificates)"
 work=$(mktemp -d)
-cp -r manifests "$work/manifests"
-bash certs/generate.sh "$work/manifests/tls"
-mkdir "$work/overlay"
-cat >"$work/overlay/kustomization.yaml" <<YAML
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [../manifests]
-images: [{name: schema-gate, newName: schema-gate, newTag: e2e}]
-YAML
+prepare "$work"
 kubectl apply -k "$work/overlay"
 kubectl -n schema-gate rollout status deployment/schema-gate --timeout=180s
 
@@ -68,24 +90,14 @@ kubectl -n "$NS" rollout status deployment/postgres --timeout=180s
 kubectl -n "$NS" create secret generic shop-db \
   --from-literal=url=postgres://postgres:e2e-password@postgres.$NS.svc:5432/postgres --dry-run=client -o yaml | kubectl apply -f -
 
-values() {
-  cat <<YAML
-schemaVersion: "$1"
-appImage: registry.k8s.io/pause:3.10
-sql:
-  001-items.sql: "CREATE TABLE items (id int PRIMARY KEY, name text);"
-YAML
-  [[ $1 == 2 ]] && echo '  002-price.sql: "ALTER TABLE items ADD COLUMN price_cents int NOT NULL DEFAULT 0;"'
-  return 0
-}
 cli() { node bin/schema-gate.js "$@"; }
 
 step "helm install (schema version 1), then wait for its window"
-values 1 | helm upgrade --install shop examples/shop-chart -n "$NS" -f -
+helm upgrade --install shop examples/shop-chart -n "$NS" -f "$work/values-1.yaml"
 cli wait orders -n "$NS" --timeout 300
 
 step "helm upgrade (schema version 2), then wait for its window"
-values 2 | helm upgrade shop examples/shop-chart -n "$NS" -f -
+helm upgrade shop examples/shop-chart -n "$NS" -f "$work/values-2.yaml"
 cli wait orders -n "$NS" --timeout 300
 cli status -n "$NS"
 

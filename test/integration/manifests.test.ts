@@ -58,6 +58,31 @@ describe("install manifests (kustomize)", function () {
     }
   });
 
+  it("renders and applies the kind script's install overlay (its image) and chart values", async function () {
+    const prepared = await mkdtemp(join(tmpdir(), "schema-gate-kind-"));
+    await run("bash", [join(projectRoot, "tools", "e2e-kind.sh"), "--prepare", prepared]);
+    const overlay = join(prepared, "overlay");
+    const rendered = YAML.parseAllDocuments(await env.cluster.kubectl(["kustomize", overlay])).map((d) => d.toJSON());
+    const gate = rendered.find((o) => o.kind === "Deployment");
+    assert.deepEqual(gate.spec.template.spec.containers.map((c: { image: string }) => c.image), ["schema-gate:e2e"]);
+    const out = await env.cluster.kubectl(["apply", "--dry-run=server", "-k", overlay]);
+    assert.match(out, /deployment\.apps\/schema-gate (created|configured|unchanged) \(server dry run\)/);
+
+    const chart = join(projectRoot, "examples", "shop-chart");
+    for (const [version, files] of [["1", ["001-items.sql"]], ["2", ["001-items.sql", "002-price.sql"]]] as const) {
+      const manifest = await env.cluster.helm(["template", "shop", chart, "-f", join(prepared, `values-${version}.yaml`)]);
+      const objects = YAML.parseAllDocuments(manifest).map((d) => d.toJSON()).filter(Boolean);
+      const migrations = objects.find((o) => o.kind === "ConfigMap");
+      assert.deepEqual(Object.keys(migrations.data).sort(), [...files]);
+      const services = objects.filter((o) => o.kind === "Deployment");
+      assert.equal(services.length, 3);
+      for (const d of services) {
+        assert.equal(d.metadata.annotations["schema-gate.dev/schema-version"], version);
+        assert.equal(d.spec.template.spec.containers[0].image, "registry.k8s.io/pause:3.10");
+      }
+    }
+  });
+
   it("grants the gate least privilege: no wildcards, secrets only get, no escalate/bind/impersonate", async function () {
     const user = "system:serviceaccount:schema-gate:schema-gate";
     const table = await env.cluster.kubectl(["auth", "can-i", "--list", `--as=${user}`, "-n", "default"]);
