@@ -1,6 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import type { ServeConfig } from "./config.js";
-import { mutate, validate } from "./core/admission.js";
+import { mutate, mutateIngress, validate } from "./core/admission.js";
 import { startWindowController } from "./controller/window-controller.js";
 import { eventRecorder } from "./k8s/events.js";
 import { cachedAdmissionContext } from "./k8s/group-view.js";
@@ -11,7 +11,7 @@ import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { startMaintenanceController } from "./maintenance/controller.js";
 import { FlagSwitch } from "./maintenance/switch.js";
-import { FLAG_NAME } from "./core/maintenance-flag.js";
+import { FLAG_NAME, parseFlag } from "./core/maintenance-flag.js";
 import { createMetrics } from "./metrics.js";
 import { createWebhookApp, serveHttps, type RunningServer } from "./webhook/server.js";
 import { CertificateSource } from "./webhook/tls.js";
@@ -31,11 +31,6 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
   );
   const image = config.image ?? (await ownImage(kc, config, log));
-  const context = cachedAdmissionContext(deployments, {
-    gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
-    excludedNamespaces: new Set(config.excludedNamespaces),
-    ...(image ? { sidecarImage: image } : {}),
-  });
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const networking = kc.makeApiClient(k8s.NetworkingV1Api);
   const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
@@ -52,6 +47,13 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
         ),
       ])
     : [undefined, undefined];
+
+  const context = cachedAdmissionContext(deployments, {
+    gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
+    excludedNamespaces: new Set(config.excludedNamespaces),
+    ...(image ? { sidecarImage: image } : {}),
+    ...(flags ? { maintenanceOn: (namespace: string) => parseFlag(flags.get(FLAG_NAME, namespace)?.data).enabled } : {}),
+  });
 
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
 
@@ -93,9 +95,10 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     context,
     mutate,
     validate,
+    mutateIngress,
     metrics,
     log: log.child({ component: "webhook" }),
-    cachesReady: () => deployments.synced(),
+    cachesReady: () => deployments.synced() && (flags?.synced() ?? true),
     tlsReady: () => certs.healthy(),
   });
   const server: RunningServer = await serveHttps(app, certs, { host: config.host, port: config.port });

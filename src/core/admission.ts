@@ -9,6 +9,7 @@ import {
   type Deployment,
   type Scale,
 } from "./objects.js";
+import { decideIngress, isSwitched, ORIGINAL_SPEC, type Ingress } from "./ingress-switch.js";
 import { isHeld, isHolding, Phase } from "./phase.js";
 import { injectSidecar, sidecarPort } from "./sidecar-injection.js";
 import { compareVersions } from "./version.js";
@@ -32,6 +33,8 @@ export interface AdmissionContext {
   deployment(namespace: string, name: string): Deployment | undefined;
   /** The image the maintenance sidecar runs (the gate's own); unset, nothing is injected. */
   sidecarImage?: string;
+  /** Whether the namespace's maintenance flag is on; unset (no flag cache), Ingresses pass untouched. */
+  maintenanceOn?: (namespace: string) => boolean;
 }
 
 function passesUntouched(request: AdmissionRequest, context: AdmissionContext): boolean {
@@ -236,4 +239,36 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
     }
   }
   return allow();
+}
+
+const isIngress = (request: AdmissionRequest) =>
+  request.kind.group === "networking.k8s.io" && request.kind.kind === "Ingress" && !request.subResource;
+
+const ORIGINAL_SPEC_PATH = `/metadata/annotations/${ORIGINAL_SPEC.replace(/~/g, "~0").replace(/\//g, "~1")}`;
+
+/**
+ * The Ingress webhook: while a namespace's maintenance is on, an Ingress the gate switched
+ * stays switched through a change someone makes (`helm upgrade`, `kubectl apply`): the
+ * change goes into the kept spec (restored when maintenance ends) and the stored spec keeps
+ * every backend on the maintenance Service, so no stored version routes to the application.
+ * Only Ingresses already switched are touched: the first switch waits for the backend to be
+ * ready, which only the controller knows. Same decision as the controller's
+ * (`decideIngress`), so either may act first and the other finds nothing to do.
+ */
+export function mutateIngress(request: AdmissionRequest, context: AdmissionContext): Decision {
+  if (passesUntouched(request, context) || request.operation !== "UPDATE" || !isIngress(request)) return allow();
+  const ingress = request.object as Ingress | undefined;
+  if (!ingress || !isSwitched(ingress) || !context.maintenanceOn?.(request.namespace ?? "")) return allow();
+  const change = decideIngress(ingress, true);
+  if (!change) return allow();
+  const patch: Operation[] = [{ op: "replace", path: "/spec", value: change.spec }];
+  if (change.originalSpec === undefined) {
+    patch.push({ op: "remove", path: ORIGINAL_SPEC_PATH });
+    return patched(patch, [`schema-gate: ${A.maintenance} is no longer "true", so this Ingress leaves maintenance with its own spec`]);
+  }
+  patch.push({ op: "replace", path: ORIGINAL_SPEC_PATH, value: change.originalSpec });
+  return patched(patch, [
+    `schema-gate: maintenance is on in namespace ${request.namespace}; this Ingress keeps pointing at the maintenance page, ` +
+      "and the spec you applied is what it gets back when maintenance ends",
+  ]);
 }

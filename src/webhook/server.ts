@@ -15,6 +15,8 @@ export interface WebhookOptions {
   context: AdmissionContext;
   mutate: Decide;
   validate: Decide;
+  /** Keeps switched Ingresses switched while maintenance is on (served at /mutate-ingress). */
+  mutateIngress?: Decide;
   metrics: Metrics;
   log: Logger;
   /** True once the caches the decisions read from have synced. */
@@ -53,14 +55,14 @@ function readBody(req: Request, limit: number): Promise<Body> {
   });
 }
 
-/** The express app: /mutate, /validate, /healthz, /readyz, /metrics. */
+/** The express app: /mutate, /validate, /mutate-ingress, /healthz, /readyz, /metrics. */
 export function createWebhookApp(options: WebhookOptions): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
   const limit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT;
 
-  const handle = (webhook: "mutate" | "validate", decide: Decide) => async (req: Request, res: Response) => {
+  const handle = (webhook: "mutate" | "validate" | "mutate-ingress", decide: Decide) => async (req: Request, res: Response) => {
     const started = process.hrtime.bigint();
     let answer: AdmissionReviewResponse;
     let outcome: string;
@@ -104,6 +106,7 @@ export function createWebhookApp(options: WebhookOptions): express.Express {
 
   app.post("/mutate", handle("mutate", options.mutate));
   app.post("/validate", handle("validate", options.validate));
+  if (options.mutateIngress) app.post("/mutate-ingress", handle("mutate-ingress", options.mutateIngress));
   app.get("/healthz", (_req, res) => {
     res.type("text/plain").send("ok");
   });

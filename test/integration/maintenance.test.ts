@@ -135,6 +135,14 @@ describe("maintenance against the real apiserver", function () {
       );
 
       // A release during maintenance: new schema version, and the Ingress's path changed.
+      // Every version of the Ingress stored from here on is watched: none may route to the app.
+      const stored: RawIngress[] = [];
+      const watch = await new k8s.Watch(env.kc).watch(
+        `/apis/networking.k8s.io/v1/namespaces/${ns}/ingresses`,
+        { resourceVersion: switched.metadata.resourceVersion, fieldSelector: "metadata.name=shop" },
+        (type, object) => void (type === "MODIFIED" && stored.push(object as RawIngress)),
+        () => undefined,
+      );
       await releaseShop(env, ns, { schemaVersion: "2", sql: V2, ingress: { ...INGRESS, ordersPath: "/api/v2" } });
       const state = await windowSettled(env, ns, "2");
       assert.equal(state.result, "Done", JSON.stringify(state.failure));
@@ -143,6 +151,12 @@ describe("maintenance against the real apiserver", function () {
       const still = await switchedIngress(env, ns, "Ingress shop to stay switched with the new spec recorded", (i) =>
         i.metadata.annotations?.[ORIGINAL_SPEC]?.includes("/api/v2") === true);
       assert.notEqual(still.metadata.resourceVersion, switched.metadata.resourceVersion);
+      await pollUntil(async () => stored.some((i) => i.metadata.resourceVersion === still.metadata.resourceVersion) || undefined,
+        { timeoutMs: 10_000, what: "the watch to see the upgraded Ingress" });
+      watch.abort();
+      for (const version of stored) {
+        assert.deepEqual([...new Set(backends(version))], [BACKEND_SERVICE], `stored version ${version.metadata.resourceVersion} routes to the app`);
+      }
       const after = await flagOf(env, ns);
       assert.equal(after.flag.enabled, true, "the window left the hand-set flag on");
       assert.equal(after.flag.owner, "manual");

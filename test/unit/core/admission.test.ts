@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import fastJsonPatch from "fast-json-patch";
-import { mutate, validate, type AdmissionContext, type GroupState } from "../../../src/core/admission.js";
+import { mutate, mutateIngress, validate, type AdmissionContext, type GroupState } from "../../../src/core/admission.js";
 import { A } from "../../../src/core/annotations.js";
 import type { Decision } from "../../../src/core/decision.js";
 import type { AdmissionRequest, Deployment } from "../../../src/core/objects.js";
@@ -274,5 +274,71 @@ describe("validate", () => {
     const request = update({ [A.phase]: "Done" });
     delete annotationsOf(request)[A.database];
     assert.deepEqual(validate(request, context()), { kind: "allow" });
+  });
+});
+
+describe("mutateIngress (switched Ingresses during maintenance)", () => {
+  const SPEC = {
+    ingressClassName: "nginx",
+    rules: [{ host: "shop.example", http: { paths: [{ path: "/api", pathType: "Prefix", backend: { service: { name: "orders", port: { number: 80 } } } }] } }],
+  };
+  const backends = (spec: typeof SPEC) => spec.rules.flatMap((r) => r.http.paths.map((p) => p.backend.service.name));
+  const withPath = (path: string) => {
+    const spec = structuredClone(SPEC);
+    spec.rules[0]!.http.paths[0]!.path = path;
+    return spec;
+  };
+  const switchedSpec = () => {
+    const spec = structuredClone(SPEC);
+    spec.rules[0]!.http.paths[0]!.backend = { service: { name: "schema-gate-maintenance", port: { number: 80 } } };
+    return spec;
+  };
+  /** An UPDATE of Ingress shop whose new object has `spec` and the gate's annotations. */
+  function request(spec: unknown, annotations: Record<string, string> = { [A.maintenance]: "true", "schema-gate.dev/original-spec": JSON.stringify(SPEC) }, username = "helm"): AdmissionRequest {
+    const object = { apiVersion: "networking.k8s.io/v1", kind: "Ingress", metadata: { name: "shop", namespace: "shop", annotations }, spec };
+    return {
+      uid: "u1",
+      kind: { group: "networking.k8s.io", version: "v1", kind: "Ingress" },
+      resource: { group: "networking.k8s.io", version: "v1", resource: "ingresses" },
+      name: "shop",
+      namespace: "shop",
+      operation: "UPDATE",
+      userInfo: { username },
+      object,
+      oldObject: { ...object, spec: switchedSpec() },
+    };
+  }
+  const on = { ...context(), maintenanceOn: (ns: string) => ns === "shop" };
+  const applyTo = (r: AdmissionRequest, d: Decision) =>
+    d.kind === "patch" ? fastJsonPatch.applyPatch(structuredClone(r.object), structuredClone(d.patch), true, false).newDocument : r.object;
+
+  it("keeps a helm upgrade's new spec on the maintenance backend and records it for the restore", () => {
+    const r = request(withPath("/api/v2")); // helm wrote the chart's whole spec, real backends included
+    const decision = mutateIngress(r, on);
+    assert.equal(decision.kind, "patch");
+    const result = applyTo(r, decision) as { spec: typeof SPEC; metadata: { annotations: Record<string, string> } };
+    assert.deepEqual(backends(result.spec), ["schema-gate-maintenance"]);
+    assert.equal(result.spec.rules[0]!.http.paths[0]!.path, "/api/v2");
+    assert.deepEqual(JSON.parse(result.metadata.annotations["schema-gate.dev/original-spec"]!), withPath("/api/v2"));
+    assert.match((decision as { warnings?: string[] }).warnings?.[0] ?? "", /maintenance is on in namespace shop/);
+    // Idempotent: the stored result asks for nothing more (and the controller finds nothing to do).
+    assert.deepEqual(mutateIngress({ ...r, object: result }, on), { kind: "allow" });
+  });
+
+  it("leaves alone what it should not touch", () => {
+    const changed = request(withPath("/api/v2"));
+    assert.deepEqual(mutateIngress(changed, context()), { kind: "allow" }, "no flag cache");
+    assert.deepEqual(mutateIngress(changed, { ...on, maintenanceOn: () => false }), { kind: "allow" }, "maintenance off: the controller restores");
+    assert.deepEqual(mutateIngress(request(withPath("/x"), { [A.maintenance]: "true" }), on), { kind: "allow" }, "not switched yet: the first switch waits for the backend");
+    assert.deepEqual(mutateIngress(request(withPath("/x"), undefined, GATE), on), { kind: "allow" }, "the gate's own write");
+    assert.deepEqual(mutateIngress(request(switchedSpec()), on), { kind: "allow" }, "an unchanged switched spec");
+  });
+
+  it("restores an Ingress whose maintenance annotation was removed during maintenance", () => {
+    const r = request(switchedSpec(), { "schema-gate.dev/original-spec": JSON.stringify(SPEC) });
+    const decision = mutateIngress(r, on);
+    const result = applyTo(r, decision) as { spec: typeof SPEC; metadata: { annotations: Record<string, string> } };
+    assert.deepEqual(result.spec, SPEC);
+    assert.equal(result.metadata.annotations["schema-gate.dev/original-spec"], undefined);
   });
 });
