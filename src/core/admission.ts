@@ -9,7 +9,7 @@ import {
   type Deployment,
   type Scale,
 } from "./objects.js";
-import { decideIngress, isSwitched, ORIGINAL_SPEC, type Ingress } from "./ingress-switch.js";
+import { applyIngressChange, decideIngress, isSwitched, type Ingress } from "./ingress-switch.js";
 import { isHeld, isHolding, Phase } from "./phase.js";
 import { injectSidecar, sidecarPort } from "./sidecar-injection.js";
 import { compareVersions } from "./version.js";
@@ -244,8 +244,6 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
 const isIngress = (request: AdmissionRequest) =>
   request.kind.group === "networking.k8s.io" && request.kind.kind === "Ingress" && !request.subResource;
 
-const ORIGINAL_SPEC_PATH = `/metadata/annotations/${ORIGINAL_SPEC.replace(/~/g, "~0").replace(/\//g, "~1")}`;
-
 /**
  * The Ingress webhook: while a namespace's maintenance is on, an Ingress the gate switched
  * stays switched through a change someone makes (`helm upgrade`, `kubectl apply`): the
@@ -261,12 +259,10 @@ export function mutateIngress(request: AdmissionRequest, context: AdmissionConte
   if (!ingress || !isSwitched(ingress) || !context.maintenanceOn?.(request.namespace ?? "")) return allow();
   const change = decideIngress(ingress, true);
   if (!change) return allow();
-  const patch: Operation[] = [{ op: "replace", path: "/spec", value: change.spec }];
+  const patch = compare(ingress, applyIngressChange(ingress, change));
   if (change.originalSpec === undefined) {
-    patch.push({ op: "remove", path: ORIGINAL_SPEC_PATH });
     return patched(patch, [`schema-gate: ${A.maintenance} is no longer "true", so this Ingress leaves maintenance with its own spec`]);
   }
-  patch.push({ op: "replace", path: ORIGINAL_SPEC_PATH, value: change.originalSpec });
   return patched(patch, [
     `schema-gate: maintenance is on in namespace ${request.namespace}; this Ingress keeps pointing at the maintenance page, ` +
       "and the spec you applied is what it gets back when maintenance ends",

@@ -63,6 +63,18 @@ export interface IngressChange {
 }
 
 /**
+ * The Ingress with a change made: its spec and the kept-spec annotation, everything else
+ * (resourceVersion included) as it was. The controller writes this; the webhook answers
+ * with the difference to it.
+ */
+export function applyIngressChange<T extends Ingress>(ingress: T, change: IngressChange): T {
+  const annotations = { ...(ingress.metadata?.annotations ?? {}) };
+  if (change.originalSpec === undefined) delete annotations[ORIGINAL_SPEC];
+  else annotations[ORIGINAL_SPEC] = change.originalSpec;
+  return { ...ingress, metadata: { ...ingress.metadata, annotations }, spec: change.spec } as T;
+}
+
+/**
  * Decides one Ingress for a namespace whose maintenance is `on`: switch it, keep it
  * switched (taking in any change made meanwhile, e.g. by `helm upgrade`), restore it, or
  * nothing (undefined).

@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import {
+  applyIngressChange,
   BACKEND_PORT,
   BACKEND_SERVICE,
   decideIngress,
@@ -107,7 +108,7 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
       const name = ingress.metadata!.name!;
       if (change) {
         try {
-          await networking.replaceNamespacedIngress({ name, namespace, body: applyChange(ingress, change.spec, change.originalSpec) });
+          await networking.replaceNamespacedIngress({ name, namespace, body: applyIngressChange(ingress, change) });
         } catch (error) {
           // Someone wrote it meanwhile: the next pass sees their version.
           if (apiStatus(error) === 409) {
@@ -145,14 +146,6 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     }
     if (!flag.enabled && settled && !relevant.some(isSwitched)) await removeBackend(namespace);
     return settled;
-  }
-
-  function applyChange(ingress: k8s.V1Ingress, spec: IngressSpec, originalSpec: string | undefined): k8s.V1Ingress {
-    const annotations = { ...(ingress.metadata?.annotations ?? {}) };
-    if (originalSpec === undefined) delete annotations[ORIGINAL_SPEC];
-    else annotations[ORIGINAL_SPEC] = originalSpec;
-    // resourceVersion stays: a concurrent writer makes this a 409, not a lost update.
-    return { ...ingress, metadata: { ...ingress.metadata, annotations }, spec: spec as k8s.V1IngressSpec };
   }
 
   /** Where each path of an Ingress's real spec leads, for the bypass token. */

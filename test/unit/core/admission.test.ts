@@ -33,8 +33,9 @@ function update(old: Record<string, string> = {}, oldReplicas = 3): AdmissionReq
 const annotationsOf = (r: AdmissionRequest) => (r.object as Deployment).metadata!.annotations!;
 const setReplicas = (r: AdmissionRequest, n: number) => ((r.object as Deployment).spec!.replicas = n);
 
-function apply(request: AdmissionRequest, decision: Decision): Deployment {
-  const object = structuredClone(request.object) as Deployment;
+/** The request's object with the decision's patch applied (a Deployment unless told). */
+function apply<T = Deployment>(request: AdmissionRequest, decision: Decision): T {
+  const object = structuredClone(request.object) as T;
   if (decision.kind !== "patch") return object;
   return fastJsonPatch.applyPatch(object, structuredClone(decision.patch), true, false).newDocument;
 }
@@ -309,14 +310,13 @@ describe("mutateIngress (switched Ingresses during maintenance)", () => {
     };
   }
   const on = { ...context(), maintenanceOn: (ns: string) => ns === "shop" };
-  const applyTo = (r: AdmissionRequest, d: Decision) =>
-    d.kind === "patch" ? fastJsonPatch.applyPatch(structuredClone(r.object), structuredClone(d.patch), true, false).newDocument : r.object;
+  type Stored = { spec: typeof SPEC; metadata: { annotations: Record<string, string> } };
 
   it("keeps a helm upgrade's new spec on the maintenance backend and records it for the restore", () => {
     const r = request(withPath("/api/v2")); // helm wrote the chart's whole spec, real backends included
     const decision = mutateIngress(r, on);
     assert.equal(decision.kind, "patch");
-    const result = applyTo(r, decision) as { spec: typeof SPEC; metadata: { annotations: Record<string, string> } };
+    const result = apply<Stored>(r, decision);
     assert.deepEqual(backends(result.spec), ["schema-gate-maintenance"]);
     assert.equal(result.spec.rules[0]!.http.paths[0]!.path, "/api/v2");
     assert.deepEqual(JSON.parse(result.metadata.annotations["schema-gate.dev/original-spec"]!), withPath("/api/v2"));
@@ -337,7 +337,7 @@ describe("mutateIngress (switched Ingresses during maintenance)", () => {
   it("restores an Ingress whose maintenance annotation was removed during maintenance", () => {
     const r = request(switchedSpec(), { "schema-gate.dev/original-spec": JSON.stringify(SPEC) });
     const decision = mutateIngress(r, on);
-    const result = applyTo(r, decision) as { spec: typeof SPEC; metadata: { annotations: Record<string, string> } };
+    const result = apply<Stored>(r, decision);
     assert.deepEqual(result.spec, SPEC);
     assert.equal(result.metadata.annotations["schema-gate.dev/original-spec"], undefined);
   });
