@@ -329,15 +329,17 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
    * through its resourceVersion.
    */
   const progressWork = new SerialWork(() => !stopped);
-  const latestProgress = new Map<string, Progress>();
+  const latestProgress = new Map<string, { window: string; progress: Progress }>();
   function showProgress(namespace: string, state: WindowState) {
-    latestProgress.set(namespace, { version: state.version, step: state.step, index: stepNumber(state.step), of: STEPS.length, startedAt: state.startedAt });
+    const progress = { version: state.version, step: state.step, index: stepNumber(state.step), of: STEPS.length, startedAt: state.startedAt };
+    latestProgress.set(namespace, { window: state.id, progress });
+    // A kick during a write runs the first kick's pass again: it reads the map, not its closure.
     progressWork.kick(namespace, async () => {
-      const progress = latestProgress.get(namespace);
-      if (!progress) return;
+      const latest = latestProgress.get(namespace);
+      if (!latest) return;
       latestProgress.delete(namespace);
-      await options.maintenance.progress(namespace, progress).catch((error: unknown) => {
-        log.warn({ err: error, namespace, window: state.id }, "could not show progress on the maintenance page");
+      await options.maintenance.progress(namespace, latest.progress).catch((error: unknown) => {
+        log.warn({ err: error, namespace, window: latest.window }, "could not show progress on the maintenance page");
       });
     });
   }
