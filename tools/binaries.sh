@@ -25,6 +25,7 @@ declare -A COMPONENT_OF=(
   [etcd]=etcd
   [kube-apiserver]=kubernetes [kube-controller-manager]=kubernetes
   [kube-scheduler]=kubernetes [kubectl]=kubernetes
+  [kubelet]=kubernetes [kube-proxy]=kubernetes
   [kwok]=kwok [kwokctl]=kwok [helm]=helm
 )
 declare -A COMPONENT_DIR=(
@@ -33,7 +34,7 @@ declare -A COMPONENT_DIR=(
   [kwok]="$CACHE/kwok-$KWOK_VERSION"
   [helm]="$CACHE/helm-$HELM_VERSION"
 )
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm)
 
 # A throwaway module whose go.mod replaces each of $module's local `=> ../x` or
 # `=> ./staging/...` paths by the published module at the given version.
@@ -64,7 +65,8 @@ build_kubernetes() {
   done
   (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   rm -rf "$dir"
 }
 
@@ -87,13 +89,14 @@ build_helm() {
 
 # Builds into a temporary directory and renames it, so an interrupted build never
 # looks like a cache hit.
+# A cache from before a binary joined its component counts as missing, so it is rebuilt.
 ensure_component() {
-  local component=$1 final=${COMPONENT_DIR[$1]}
-  [[ -f "$final/.complete" ]] && return 0
+  local component=$1 name=$2 final=${COMPONENT_DIR[$1]}
+  [[ -f "$final/.complete" && -x "$final/$name" ]] && return 0
   mkdir -p "$CACHE"
   exec {lock}>"$CACHE/.lock-$component"
   flock "$lock"
-  if [[ ! -f "$final/.complete" ]]; then
+  if [[ ! -f "$final/.complete" || ! -x "$final/$name" ]]; then
     local tmp="$final.partial.$$" start=$SECONDS
     rm -rf "$tmp"; mkdir -p "$tmp"
     log "building $component into $final (one time per machine; several minutes)"
@@ -111,7 +114,7 @@ find_binary() {
     [[ -n "$d" && -x "$d/$name" ]] && { echo "$d/$name"; return; }
   done
   local component=${COMPONENT_OF[$name]}
-  ensure_component "$component"
+  ensure_component "$component" "$name"
   echo "${COMPONENT_DIR[$component]}/$name"
 }
 
