@@ -4,15 +4,13 @@ import { A } from "../core/annotations.js";
 import { annotationsOf } from "../core/objects.js";
 import { isHolding, Phase } from "../core/phase.js";
 import { describeStep, parseWindowState, type Step, type WindowState } from "../core/window.js";
-import { WindowStore, WINDOW_KEY, WINDOW_SELECTOR } from "../controller/window-store.js";
+import { WindowStore, WINDOW_KEY } from "../controller/window-store.js";
+import { MERGE_PATCH, WINDOW_SELECTOR } from "../k8s/constants.js";
+import { checkWindowRequest, groupPhase, waitOutcome, WaitExit } from "../core/wait-outcome.js";
 import { loadKubeConfig } from "../k8s/kubeconfig.js";
 import { sleep } from "../util/wait.js";
 import { currentNamespace } from "./maintenance.js";
 
-const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
-
-/** Exit codes of `schema-gate wait`, for CI pipelines. */
-export const WaitExit = { Done: 0, Failed: 1, NotOptedIn: 2, Undone: 3, Timeout: 4 } as const;
 
 interface CommonFlags {
   namespace?: string;
@@ -44,12 +42,6 @@ export interface GroupStatus {
   window?: { id: string; startedAt: string; deadline: string; timings: Record<string, number> };
   members: Array<{ name: string; phase?: string; replicas: number; ready: number; desiredReplicas?: number; version?: string }>;
   events: Array<{ at: string; object: string; type: string; reason: string; message: string }>;
-}
-
-function groupPhase(state: WindowState | undefined, members: k8s.V1Deployment[]): string {
-  if (state && !state.result) return state.failure ? Phase.Failed : "Running";
-  if (members.some((d) => isHolding(annotationsOf(d)[A.phase]))) return Phase.Pending;
-  return state?.result ?? "Idle";
 }
 
 /** Every database group of a namespace (or all namespaces): what `schema-gate status` prints. */
@@ -142,62 +134,42 @@ interface WaitFlags extends CommonFlags {
   timeout?: string;
 }
 
-/** `schema-gate wait`: blocks until the Deployment's window ends; the exit code says how. */
-async function waitFor(kc: k8s.KubeConfig, namespace: string, name: string, timeoutMs: number, json: boolean): Promise<number> {
+/** `schema-gate wait`: blocks until the Deployment's window ends; the exit code says how (decided by waitOutcome). */
+async function waitForWindow(kc: k8s.KubeConfig, namespace: string, name: string, timeoutMs: number, json: boolean): Promise<number> {
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const store = new WindowStore(kc);
   const deadline = Date.now() + timeoutMs;
   let said = "";
-  const say = (line: string) => {
-    if (line !== said && !json) console.error(line);
-    said = line;
-  };
   for (;;) {
     const d = await apps.readNamespacedDeployment({ name, namespace });
     const a = annotationsOf(d);
     const group = a[A.database];
-    const finish = (code: number, phase: string, message: string) => {
+    const { state } = group ? await store.read(namespace, group) : { state: undefined };
+    const outcome = waitOutcome(d, state, Date.now());
+    const timedOut = outcome.kind === "waiting" && Date.now() > deadline;
+    if (outcome.kind === "exit" || timedOut) {
+      const { code, phase, message } = outcome.kind === "exit"
+        ? outcome
+        : { code: WaitExit.Timeout, phase: a[A.phase] ?? "", message: `timed out waiting for the window of ${namespace}/${name}` };
       if (json) console.log(JSON.stringify({ deployment: `${namespace}/${name}`, group, phase, version: a[A.schemaVersion], message }));
       else console.log(message);
       return code;
-    };
-    if (!group) return finish(WaitExit.NotOptedIn, "", `deployment ${namespace}/${name} is not opted in (no ${A.database})`);
-    const phase = a[A.phase];
-    const { state } = await store.read(namespace, group);
-    if (phase === Phase.Failed || (state?.failure && !state.result && isHolding(phase))) {
-      return finish(WaitExit.Failed, Phase.Failed, `deployment ${namespace}/${name}: window failed: ${state?.failure?.message ?? a[A.message] ?? ""}\n` +
-        `fix the cause, then: schema-gate retry ${group} -n ${namespace} (or abort)`);
     }
-    if (!isHolding(phase)) {
-      if (phase === Phase.RolledBack || phase === Phase.Aborted) {
-        return finish(WaitExit.Undone, phase, `deployment ${namespace}/${name}: window ${phase === Phase.Aborted ? "aborted" : "rolled back"}; schema version ${a[A.appliedVersion] ?? "unchanged"}`);
-      }
-      // Done once the window that applied it has ended too (its readiness step included).
-      const windowOpen = state !== undefined && !state.result && state.version === a[A.schemaVersion];
-      if ((!a[A.schemaVersion] || a[A.appliedVersion] === a[A.schemaVersion]) && !windowOpen) {
-        const ready = `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0} ready`;
-        return finish(WaitExit.Done, Phase.Done, `deployment ${namespace}/${name}: schema version ${a[A.appliedVersion] ?? "-"} applied, ${ready}`);
-      }
-    }
-    if (state && !state.result && state.version === a[A.schemaVersion]) {
-      say(`window ${group}: ${describeStep(state.step)}, ${Math.round((Date.now() - Date.parse(state.startedAt)) / 1000)}s so far`);
-    } else {
-      say(`deployment ${namespace}/${name}: ${phase ?? "waiting"}: ${a[A.message] ?? "waiting for the gate"}`);
-    }
-    if (Date.now() > deadline) return finish(WaitExit.Timeout, phase ?? "", `timed out waiting for the window of ${namespace}/${name}`);
+    if (outcome.line !== said && !json) console.error(outcome.line);
+    said = outcome.line;
     await sleep(500);
   }
 }
 
-/** Asks the group's window to retry or abort, through the annotation on its owner. */
-async function request(kc: k8s.KubeConfig, namespace: string, group: string, what: "retry" | "abort"): Promise<string> {
+/** Asks the group's window for a retry or an abort, through the annotation on its owner. */
+async function requestRetryOrAbort(kc: k8s.KubeConfig, namespace: string, group: string, what: "retry" | "abort"): Promise<string> {
   const { state } = await new WindowStore(kc).read(namespace, group);
-  if (!state || state.result) throw new Error(`database group "${group}" in ${namespace} has no open window to ${what}`);
-  if (what === "retry" && !state.failure) throw new Error(`the window of "${group}" has not failed (step ${state.step}); nothing to retry`);
+  const refusal = checkWindowRequest(state, group, namespace, what);
+  if (refusal || !state) throw new Error(refusal);
   const annotation = what === "retry" ? { [A.retry]: new Date().toISOString() } : { [A.abort]: "true" };
   await kc.makeApiClient(k8s.AppsV1Api).patchNamespacedDeployment(
     { name: state.owner, namespace, body: { metadata: { annotations: annotation } } },
-    MERGE,
+    MERGE_PATCH,
   );
   return what === "retry"
     ? `retry requested on deployment ${namespace}/${state.owner}; follow it with: schema-gate wait ${state.owner} -n ${namespace}`
@@ -225,7 +197,7 @@ export function operatorCommands(): Command[] {
       const kc = loadKubeConfig(flags.kubeconfig);
       const seconds = Number(flags.timeout);
       if (!(seconds > 0)) throw new Error(`--timeout: "${flags.timeout}" is not a number of seconds`);
-      process.exitCode = await waitFor(kc, currentNamespace(kc, flags.namespace), name, seconds * 1000, format === "json");
+      process.exitCode = await waitForWindow(kc, currentNamespace(kc, flags.namespace), name, seconds * 1000, format === "json");
     });
 
   const action = (what: "retry" | "abort", description: string) =>
@@ -236,7 +208,7 @@ export function operatorCommands(): Command[] {
         const format = output(flags);
         const kc = loadKubeConfig(flags.kubeconfig);
         const namespace = currentNamespace(kc, flags.namespace);
-        const message = await request(kc, namespace, group, what);
+        const message = await requestRetryOrAbort(kc, namespace, group, what);
         console.log(format === "json" ? JSON.stringify({ namespace, group, requested: what, message }) : message);
       });
 

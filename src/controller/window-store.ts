@@ -1,18 +1,11 @@
 import * as k8s from "@kubernetes/client-node";
-import { apiStatus } from "../k8s/errors.js";
 import { parseWindowState, windowConfigMapName, type WindowState } from "../core/window.js";
+import { WINDOW_RECORD_LABELS, WINDOW_SELECTOR } from "../k8s/constants.js";
+import { apiStatus } from "../k8s/errors.js";
+import { LostLeadership } from "../k8s/leader.js";
+import type { StoredWindow, WindowRecords } from "./deps.js";
 
 export const WINDOW_KEY = "window.json";
-export const WINDOW_SELECTOR = "app.kubernetes.io/managed-by=schema-gate,schema-gate.dev/record=window";
-
-export interface StoredWindow {
-  state?: WindowState;
-  /** resourceVersion of the ConfigMap, for an optimistic update; undefined when it does not exist. */
-  version?: string;
-}
-
-/** Another writer changed the window record first: re-read and decide again. */
-export class StaleWindow extends Error {}
 
 /**
  * The window record lives in a ConfigMap beside the group's Deployments, so `kubectl get
@@ -20,7 +13,7 @@ export class StaleWindow extends Error {}
  * restarted gate resumes from it. Updates carry the resourceVersion they read: a gate
  * that lost leadership cannot overwrite its successor's progress.
  */
-export class WindowStore {
+export class WindowStore implements WindowRecords {
   private readonly api: k8s.CoreV1Api;
 
   constructor(kc: k8s.KubeConfig) {
@@ -40,17 +33,13 @@ export class WindowStore {
     return { ...(parsed.state ? { state: parsed.state } : {}), version: map.metadata?.resourceVersion };
   }
 
-  /** Writes the record; returns the new resourceVersion, or throws StaleWindow. */
+  /** Writes the record; returns the new resourceVersion. A conflict means another replica leads now. */
   async save(namespace: string, state: WindowState, version: string | undefined): Promise<string> {
     const body: k8s.V1ConfigMap = {
       metadata: {
         name: windowConfigMapName(state.group),
         namespace,
-        labels: {
-          "app.kubernetes.io/managed-by": "schema-gate",
-          "schema-gate.dev/record": "window",
-          "schema-gate.dev/database": state.group,
-        },
+        labels: { ...WINDOW_RECORD_LABELS, "schema-gate.dev/database": state.group },
         ...(version ? { resourceVersion: version } : {}),
       },
       data: { [WINDOW_KEY]: `${JSON.stringify(state, null, 2)}\n` },
@@ -61,7 +50,7 @@ export class WindowStore {
         : await this.api.createNamespacedConfigMap({ namespace, body });
       return saved.metadata!.resourceVersion!;
     } catch (error) {
-      if (apiStatus(error) === 409) throw new StaleWindow(`window record of ${namespace}/${state.group} changed meanwhile`);
+      if (apiStatus(error) === 409) throw new LostLeadership(`window record of ${namespace}/${state.group} changed meanwhile: another replica leads`);
       throw error;
     }
   }

@@ -48,6 +48,8 @@ export interface WindowState {
   startedAt: string;
   deadline: string;
   step: Step;
+  /** When the current step began: a step that waits (drain, a Job, readiness) is timed and bounded from it. */
+  stepStartedAt?: string;
   /** Raised by every retry; part of the Job name so a retried Job is a new one. */
   attempt: number;
   /** The members' `retry` annotations when the window last (re)started. */

@@ -35,3 +35,13 @@ export async function openSession(target: DatabaseTarget, options: SessionOption
   await client.connect();
   return client;
 }
+
+/** Runs `use` on a fresh session and always closes it. */
+export async function withSession<T>(target: DatabaseTarget, options: SessionOptions, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await openSession(target, options);
+  try {
+    return await use(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -2,6 +2,14 @@ import * as k8s from "@kubernetes/client-node";
 import type { Logger } from "../logger.js";
 import { apiStatus } from "./errors.js";
 
+/** This replica does not (or no longer) lead: stop without writing; the leader carries on. */
+export class LostLeadership extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LostLeadership";
+  }
+}
+
 export interface Leadership {
   isLeader(): boolean;
   /** Resolves once this process leads (or the election stopped). */

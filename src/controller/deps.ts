@@ -1,0 +1,138 @@
+import type * as k8s from "@kubernetes/client-node";
+import type { DatabaseTarget } from "../core/database-secret.js";
+import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
+import type { MigrationFile } from "../core/migrations.js";
+import type { Runner } from "../core/member-spec.js";
+import type { SessionRecord, WindowState } from "../core/window.js";
+import { LostLeadership } from "../k8s/leader.js";
+import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
+
+/**
+ * What the window controller needs from the world, as interfaces: the adapters in this
+ * folder implement them against the API server and PostgreSQL, unit tests with fakes.
+ */
+
+/** One database group as read once at the start of a pass. */
+export interface Group {
+  namespace: string;
+  name: string;
+  /** Its Deployments, by name. */
+  deployments: k8s.V1Deployment[];
+}
+
+export interface StoredWindow {
+  state?: WindowState;
+  /** resourceVersion of the record, for an optimistic update; undefined when it does not exist. */
+  version?: string;
+}
+
+export interface WindowRecords {
+  read(namespace: string, group: string): Promise<StoredWindow>;
+  /** Writes the record guarded by `version`; returns the new one, or throws LostLeadership on conflict. */
+  save(namespace: string, state: WindowState, version: string | undefined): Promise<string>;
+}
+
+export interface GroupMembers {
+  read(namespace: string, group: string): Promise<Group>;
+  /**
+   * Writes `patchFor`'s patch to every member it gives one for, each guarded by the
+   * resourceVersion it was read at; members changed meanwhile are read again and
+   * reconsidered. Returns the names patched.
+   */
+  patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
+  cronJobs(group: Group): Promise<k8s.V1CronJob[]>;
+  patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
+  /** Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating ones count). */
+  podsLeft(group: Group): Promise<string[]>;
+  replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
+}
+
+export interface WindowDatabase {
+  /** The database a Secret points at; a missing or malformed Secret is a StepFailure. */
+  target(namespace: string, secret: string): Promise<DatabaseTarget>;
+  sqlFiles(namespace: string, configMap: string): Promise<MigrationFile[]>;
+  /** Records `version` and returns true when every file is applied already. */
+  recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
+  terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]>;
+  /** Applies the pending files under the migration session's timeouts; returns the names applied. */
+  applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<string[]>;
+  versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
+}
+
+export type JobState = { kind: "missing" } | { kind: "running" } | { kind: "complete" } | { kind: "failed"; message: string };
+
+export interface MigrationJobs {
+  /** Creates the window's Job (its name is deterministic: a second create finds the first); returns the name. */
+  ensure(owner: k8s.V1Deployment, state: WindowState, runner: Extract<Runner, { kind: "job" }>, deadline: number): Promise<string>;
+  state(namespace: string, name: string): Promise<JobState>;
+}
+
+export interface WindowMaintenance {
+  turnOn(namespace: string, owner: string): Promise<{ owned: boolean }>;
+  turnOff(namespace: string, owner: string): Promise<void>;
+}
+
+export type Narrate = (targets: readonly k8s.V1Deployment[], type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
+
+export interface WindowDeps {
+  records: WindowRecords;
+  members: GroupMembers;
+  database: WindowDatabase;
+  jobs: MigrationJobs;
+  maintenance: WindowMaintenance;
+  /** Kubernetes Events on each target Deployment. */
+  narrate: Narrate;
+  /** Shows the step on the maintenance page, off the window's path (never waited for). */
+  showProgress(namespace: string, state: WindowState): void;
+  metrics: Pick<Metrics, "windows" | "migrationDuration" | "downtime" | "sessionsTerminated">;
+  log: Logger;
+  now(): number;
+  leading(): boolean;
+  /** A few random characters that make a window id unique. */
+  newSuffix(): string;
+  settleMs: number;
+  readinessTimeoutMs: number;
+}
+
+/**
+ * The deps as a step sees them: every call that writes (the record, members, Events, the
+ * flag, the database, Jobs) first checks that this replica still leads, so a deposed
+ * replica stops at its next write instead of undoing its successor's work.
+ */
+export function fence(deps: WindowDeps): WindowDeps {
+  const check = () => {
+    if (!deps.leading()) throw new LostLeadership("this replica no longer leads the window controller");
+  };
+  const guard = <A extends unknown[], R>(write: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    check();
+    return write(...args);
+  };
+  const { records, members, database, jobs, maintenance } = deps;
+  return {
+    ...deps,
+    records: { read: records.read.bind(records), save: guard(records.save.bind(records)) },
+    members: {
+      read: members.read.bind(members),
+      cronJobs: members.cronJobs.bind(members),
+      podsLeft: members.podsLeft.bind(members),
+      replicaSets: members.replicaSets.bind(members),
+      patchEach: guard(members.patchEach.bind(members)),
+      patchCronJob: guard(members.patchCronJob.bind(members)),
+    },
+    database: {
+      target: database.target.bind(database),
+      sqlFiles: database.sqlFiles.bind(database),
+      versionRecorded: database.versionRecorded.bind(database),
+      recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
+      terminateOthers: guard(database.terminateOthers.bind(database)),
+      applySql: guard(database.applySql.bind(database)),
+    },
+    jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)) },
+    maintenance: { turnOn: guard(maintenance.turnOn.bind(maintenance)), turnOff: guard(maintenance.turnOff.bind(maintenance)) },
+    narrate: guard(deps.narrate),
+    showProgress: (namespace, state) => {
+      if (deps.leading()) deps.showProgress(namespace, state);
+    },
+  };
+}

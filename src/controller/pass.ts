@@ -1,0 +1,31 @@
+import type { Settling } from "../core/window-policy.js";
+import type { Group, WindowDeps } from "./deps.js";
+
+/** What a pass asks for next, in the manner of controller-runtime's Result: nothing until an event, or another pass after N ms. */
+export interface Result {
+  requeueAfterMs?: number;
+}
+export const DONE: Result = {};
+export const AGAIN: Result = { requeueAfterMs: 0 };
+/** A step that failed for a passing reason (the database restarting, an API hiccup) runs again after this. */
+export const RETRY_MS = 2000;
+
+/** What one group's passes remember between them; lost on restart, which costs only a repeated log line or Event. */
+export interface GroupMemory {
+  /** When the set of held members last changed, for the settle delay. */
+  settling?: Settling;
+  /** The last warning reported, so a retry does not repeat an Event every pass. */
+  reported?: string;
+  /** The version the SQL runner last reported files pending for. */
+  pendingSeen?: string;
+  /** The step whose start was last announced (log line, maintenance page). */
+  announced?: string;
+}
+
+/** A warning logged and told on the members once per cause, however often the pass repeats. */
+export async function warnOnce(deps: WindowDeps, group: Group, memory: GroupMemory, reason: string, message: string, targets = group.deployments): Promise<void> {
+  if (memory.reported === message) return;
+  memory.reported = message;
+  deps.log.warn({ namespace: group.namespace, group: group.name, reason }, message);
+  await deps.narrate(targets, "Warning", reason, message);
+}

@@ -1,0 +1,132 @@
+import { markPatch, clearAbortPatch } from "../core/member-patches.js";
+import { Phase } from "../core/phase.js";
+import {
+  abortWindow,
+  completeStep,
+  ENDINGS,
+  expiryMessage,
+  reactToFailure,
+  retryWindow,
+} from "../core/window-policy.js";
+import { decideWindow, formatMs, StepFailure, type WindowState } from "../core/window.js";
+import { A } from "../core/annotations.js";
+import { isConnectionError } from "../db/errors.js";
+import { LostLeadership } from "../k8s/leader.js";
+import { fence, type Group, type WindowDeps } from "./deps.js";
+import { considerOpening } from "./opening.js";
+import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
+import { STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
+import type { Step } from "../core/window.js";
+
+/**
+ * One pass over a database group, level-based: read the group and its window record
+ * once, decide (in core) what the window does now, take that one step and record it.
+ * Throws LostLeadership when this replica no longer leads; it then writes nothing more.
+ */
+export async function reconcileGroup(
+  unfenced: WindowDeps,
+  namespace: string,
+  name: string,
+  memory: GroupMemory,
+  steps: Record<Step, StepBody> = STEP_BODIES,
+): Promise<Result> {
+  const deps = fence(unfenced);
+  if (!deps.leading()) return DONE;
+  const [group, stored] = await Promise.all([deps.members.read(namespace, name), deps.records.read(namespace, name)]);
+  const state = stored.state;
+  if (!state || state.result) return considerOpening(deps, group, stored, memory);
+  const now = deps.now();
+  const action = decideWindow(state, group.deployments, now);
+  switch (action.kind) {
+    case "idle":
+    case "wait-for-user":
+      return DONE;
+    case "abort":
+      await deps.records.save(namespace, abortWindow(state, now), stored.version);
+      await deps.narrate(group.deployments, "Normal", "WindowAborting", `window ${state.id}: abort requested; returning every member to its previous state without migrating`);
+      return AGAIN;
+    case "expire":
+      await failWindow(deps, group, state, stored.version, expiryMessage(state));
+      return AGAIN;
+    case "retry": {
+      const retried = retryWindow(state, group.deployments, now);
+      await deps.records.save(namespace, retried, stored.version);
+      await deps.members.patchEach(group, "mark them Migrating", (d) =>
+        markPatch(d, Phase.Migrating, `retrying the window to schema version ${state.version} from step ${retried.step}`));
+      await deps.narrate(group.deployments, "Normal", "WindowRetry", `window ${state.id}: retry requested; resuming at step ${retried.step} (attempt ${retried.attempt})`);
+      return AGAIN;
+    }
+    case "run":
+      return runStep(deps, group, state, stored.version!, memory, steps[state.step]);
+  }
+}
+
+async function runStep(deps: WindowDeps, group: Group, state: WindowState, version: string, memory: GroupMemory, body: StepBody): Promise<Result> {
+  const { namespace } = group;
+  const where = { namespace, group: state.group, window: state.id, step: state.step };
+  if (!state.stepStartedAt) {
+    // A record kept by an earlier version: time (and bound) the step from now.
+    await deps.records.save(namespace, { ...state, stepStartedAt: new Date(deps.now()).toISOString() }, version);
+    return AGAIN;
+  }
+  const announce = `${state.id}/${state.attempt}/${state.step}`;
+  if (memory.announced !== announce) {
+    memory.announced = announce;
+    deps.log.info(where, "step started");
+    if (state.maintenance && state.step !== "maintenance-on" && state.step !== "finished") deps.showProgress(namespace, state);
+  }
+  let result: StepResult;
+  try {
+    result = await body({ deps, group, state });
+  } catch (error) {
+    if (error instanceof StepFailure) {
+      await failWindow(deps, group, state, version, error.message);
+      return AGAIN;
+    }
+    if (error instanceof LostLeadership) throw error;
+    const reason = isConnectionError(error) ? "DatabaseUnavailable" : "StepRetrying";
+    await warnOnce(deps, group, memory, reason, `step ${state.step}: ${(error as Error).message}; retrying in ${RETRY_MS / 1000}s`);
+    return { requeueAfterMs: RETRY_MS };
+  }
+  if (result.kind === "wait") return { requeueAfterMs: result.ms };
+  memory.reported = undefined;
+  const next = completeStep(state, result.outcome, deps.now());
+  await deps.records.save(namespace, next, version);
+  deps.log.info({ ...where, ms: next.timings[state.step] }, "step finished");
+  if (!next.result) return AGAIN;
+  await finish(deps, group, next);
+  return DONE;
+}
+
+/** A step failed for the user to see: roll back (when the policy and the step allow) or hold the group for retry or abort. */
+export async function failWindow(deps: WindowDeps, group: Group, state: WindowState, version: string | undefined, message: string): Promise<void> {
+  const { namespace } = group;
+  const reaction = reactToFailure(state, message, deps.now());
+  deps.log.error({ namespace, group: state.group, window: state.id, step: state.step }, `window failed: ${message}`);
+  if (reaction.kind === "rollback") {
+    await deps.records.save(namespace, reaction.state, version);
+    await deps.narrate(group.deployments, "Warning", "WindowFailed", `window ${state.id} failed in step ${state.step}: ${message}. Rolling back (on-failure: rollback)`);
+  } else {
+    // Members first: once the record says failed, a reader of it finds them marked too.
+    const marked = `window failed in step ${state.step}: ${message}`.slice(0, 4000);
+    await deps.members.patchEach(group, "mark them Failed", (d) => markPatch(d, Phase.Failed, marked));
+    await deps.records.save(namespace, reaction.state, version);
+    await deps.narrate(group.deployments, "Warning", "WindowFailed",
+      `window ${state.id} failed in step ${state.step}: ${message}. The group stays quiesced; fix the cause and run ` +
+      `\`schema-gate retry ${state.group} -n ${namespace}\` (or annotate ${A.retry}), or \`schema-gate abort ${state.group} -n ${namespace}\``);
+  }
+  deps.metrics.windows.inc({ result: "failed" });
+}
+
+async function finish(deps: WindowDeps, group: Group, state: WindowState): Promise<void> {
+  const result = state.result!;
+  const total = deps.now() - Date.parse(state.startedAt);
+  if (result === "Aborted") await deps.members.patchEach(group, "remove the abort annotation", clearAbortPatch);
+  const parts = Object.entries(state.timings).map(([s, ms]) => `${s} ${formatMs(ms)}`).join(", ");
+  const message = result === "Done"
+    ? `window ${state.id}: schema version ${state.version} applied; group restored in ${formatMs(total)} (${parts})`
+    : `window ${state.id}: ${ENDINGS[result].verb}; members returned to their previous state in ${formatMs(total)}`;
+  deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, result, ms: total, timings: state.timings }, "window finished");
+  await deps.narrate(group.deployments, "Normal", ENDINGS[result].reason, message);
+  deps.metrics.windows.inc({ result: ENDINGS[result].metric });
+}

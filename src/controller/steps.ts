@@ -1,0 +1,202 @@
+import type * as k8s from "@kubernetes/client-node";
+import type { DatabaseTarget } from "../core/database-secret.js";
+import {
+  changedByWindow,
+  cronJobResumePatch,
+  cronJobSuspendPatch,
+  previousTemplate,
+  quiescePatch,
+  restorePatch,
+  rollbackPatch,
+  rolloutReady,
+  type ReplicaSetLike,
+} from "../core/member-patches.js";
+import type { Runner } from "../core/member-spec.js";
+import { annotationsOf } from "../core/objects.js";
+import { isHeld, isHolding } from "../core/phase.js";
+import { ENDINGS, finalResult, stepStarted, windowSecret } from "../core/window-policy.js";
+import { A } from "../core/annotations.js";
+import { formatMs, migrationJobName, StepFailure, type Step, type WindowState } from "../core/window.js";
+import type { Group, WindowDeps } from "./deps.js";
+
+/**
+ * The window's steps, one function each. A step takes the record and the group as read at
+ * the start of the pass, does its part, and says whether it is done (with what it changed
+ * in the record) or must be looked at again later; it never sleeps on the group's worker.
+ * A StepFailure is for the user to fix; any other error is retried.
+ */
+export interface StepContext {
+  deps: WindowDeps;
+  group: Group;
+  state: WindowState;
+}
+
+export type StepResult = { kind: "done"; outcome?: Partial<WindowState> } | { kind: "wait"; ms: number };
+export type StepBody = (context: StepContext) => Promise<StepResult>;
+
+/** How soon a waiting step (pods going, a Job, a rollout) is looked at again. */
+export const POLL_MS = 100;
+const JOB_POLL_MS = 250;
+
+const done = (outcome?: Partial<WindowState>): StepResult => ({ kind: "done", ...(outcome ? { outcome } : {}) });
+const wait = (ms: number): StepResult => ({ kind: "wait", ms });
+const iso = (ms: number) => new Date(ms).toISOString();
+const names = (members: readonly k8s.V1Deployment[]) => members.map((d) => d.metadata!.name!);
+
+async function maintenanceOn({ deps, group, state }: StepContext): Promise<StepResult> {
+  if (!state.maintenance) return done();
+  const { owned } = await deps.maintenance.turnOn(group.namespace, state.id);
+  return done({ maintenanceOwned: owned || state.maintenanceOwned === true });
+}
+
+async function quiesce({ deps, group, state }: StepContext): Promise<StepResult> {
+  const message = `window ${state.id}: quiesced for the migration to schema version ${state.version}`;
+  const changed = await deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message));
+  for (const cronJob of await deps.members.cronJobs(group)) {
+    if (cronJob.spec?.suspend) continue;
+    await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobSuspendPatch);
+    changed.push(`cronjob/${cronJob.metadata!.name}`);
+  }
+  if (changed.length > 0) {
+    await deps.narrate(group.deployments, "Normal", "Quiesced", `window ${state.id}: scaled to zero for the migration: ${changed.join(", ")}`);
+  }
+  return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()) });
+}
+
+/** Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow expires it). */
+async function drain({ deps, group }: StepContext): Promise<StepResult> {
+  return (await deps.members.podsLeft(group)).length === 0 ? done() : wait(POLL_MS);
+}
+
+function groupDatabase({ deps, group, state }: StepContext): Promise<DatabaseTarget> {
+  const secret = windowSecret(group.deployments, state);
+  if (!secret) throw new StepFailure(`no member of database group ${state.group} names a ${A.databaseSecret} any more`);
+  return deps.database.target(group.namespace, secret);
+}
+
+async function terminate(context: StepContext): Promise<StepResult> {
+  const { deps, group, state } = context;
+  const target = await groupDatabase(context);
+  const sessions = await deps.database.terminateOthers(target);
+  deps.metrics.sessionsTerminated.inc(sessions.length);
+  const list = sessions.map((s) => `pid ${s.pid} (user ${s.user}, application "${s.applicationName}", ${s.state})`).join(", ");
+  await deps.narrate(group.deployments, "Normal", "SessionsTerminated",
+    sessions.length === 0
+      ? `window ${state.id}: no other session on database ${target.database}`
+      : `window ${state.id}: terminated ${sessions.length} session(s) on database ${target.database}: ${list}`);
+  return done({ sessions: sessions.map(({ pid, user, applicationName, state: s }) => ({ pid, user, applicationName, state: s })) });
+}
+
+async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: "sql" }>): Promise<StepResult> {
+  const { deps, group, state } = context;
+  const started = deps.now();
+  const target = await groupDatabase(context);
+  const files = await deps.database.sqlFiles(group.namespace, runner.configMap);
+  const observe = (result: string) => deps.metrics.migrationDuration.observe({ runner: "sql", result }, (deps.now() - started) / 1000);
+  let ran: string[];
+  try {
+    ran = await deps.database.applySql(target, state.group, files, state.version, {
+      statementTimeoutMs: Math.max(1000, Date.parse(state.deadline) - deps.now()),
+      onFile: (file, ms) => deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, file, ms }, "migration file applied"),
+    });
+  } catch (error) {
+    if (error instanceof StepFailure) observe("failure");
+    throw error;
+  }
+  observe("success");
+  await deps.narrate(group.deployments, "Normal", "Migrated",
+    `window ${state.id}: applied ${ran.length} SQL file(s) in ${formatMs(deps.now() - started)}${ran.length ? `: ${ran.join(", ")}` : ""}`);
+  return done({ committedAt: iso(deps.now()) });
+}
+
+/** The Job runner: make the window's Job once, then look at it until it ends. */
+async function migrateJob({ deps, group, state }: StepContext, runner: Extract<Runner, { kind: "job" }>): Promise<StepResult> {
+  const owner = group.deployments.find((d) => d.metadata?.name === state.owner);
+  if (!owner) throw new StepFailure(`deployment ${group.namespace}/${state.owner}, whose template the migration Job uses, no longer exists`);
+  const name = migrationJobName(state);
+  let job = await deps.jobs.state(group.namespace, name);
+  if (job.kind === "missing") {
+    await deps.jobs.ensure(owner, state, runner, Date.parse(state.deadline));
+    job = { kind: "running" };
+  }
+  if (job.kind === "running") return wait(JOB_POLL_MS);
+  const seconds = (deps.now() - stepStarted(state, deps.now())) / 1000;
+  if (job.kind === "failed") {
+    deps.metrics.migrationDuration.observe({ runner: "job", result: "failure" }, seconds);
+    throw new StepFailure(job.message);
+  }
+  deps.metrics.migrationDuration.observe({ runner: "job", result: "success" }, seconds);
+  await deps.narrate(group.deployments, "Normal", "Migrated", `window ${state.id}: migration Job ${name} completed in ${formatMs(seconds * 1000)}`);
+  return done({ committedAt: iso(deps.now()) });
+}
+
+const migrate = (context: StepContext): Promise<StepResult> =>
+  context.state.runner.kind === "sql" ? migrateSql(context, context.state.runner) : migrateJob(context, context.state.runner);
+
+async function verify(context: StepContext): Promise<StepResult> {
+  const { deps, state } = context;
+  if (state.runner.kind === "job") return done(); // the Job's success is the runner's own record
+  const recorded = await deps.database.versionRecorded(await groupDatabase(context), state.group, state.version);
+  if (!recorded) throw new StepFailure(`schema version ${state.version} is not recorded as applied after the migration`);
+  return done();
+}
+
+async function resumeCronJobs({ deps, group }: StepContext): Promise<void> {
+  for (const cronJob of await deps.members.cronJobs(group)) {
+    if (isHolding(annotationsOf(cronJob)[A.phase])) await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobResumePatch);
+  }
+}
+
+async function restore(context: StepContext): Promise<StepResult> {
+  const { deps, group, state } = context;
+  const message = `schema version ${state.version} applied by window ${state.id}`;
+  const restored = await deps.members.patchEach(group, "restore them", (d) => restorePatch(d, state.version, message));
+  await resumeCronJobs(context);
+  if (restored.length > 0) await deps.narrate(group.deployments, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
+  return done();
+}
+
+/** Waits, bounded, for the restored rollouts; the migration is in either way, so a slow one only warns. */
+async function readiness({ deps, group, state }: StepContext): Promise<StepResult> {
+  const waiting = names(group.deployments.filter((d) => !rolloutReady(d)));
+  if (waiting.length === 0) {
+    if (state.quiescedAt) deps.metrics.downtime.observe((deps.now() - Date.parse(state.quiescedAt)) / 1000);
+    return done();
+  }
+  if (deps.now() < stepStarted(state, deps.now()) + deps.readinessTimeoutMs) return wait(POLL_MS);
+  await deps.narrate(group.deployments, "Warning", "RolloutNotReady",
+    `window ${state.id}: the migration is applied but ${waiting.join(", ")} did not become ready in time; check their pods`);
+  return done();
+}
+
+async function maintenanceOff({ deps, group, state }: StepContext): Promise<StepResult> {
+  if (state.maintenanceOwned) await deps.maintenance.turnOff(group.namespace, state.id);
+  return done();
+}
+
+async function rollback(context: StepContext): Promise<StepResult> {
+  const { deps, group, state } = context;
+  const verb = ENDINGS[finalResult(state)].verb;
+  const needsTemplates = group.deployments.some((d) => isHeld(annotationsOf(d)) && changedByWindow(d, state));
+  const sets: ReplicaSetLike[] = needsTemplates ? await deps.members.replicaSets(group.namespace) : [];
+  await deps.members.patchEach(group, "roll them back", (d) =>
+    rollbackPatch(d, state, changedByWindow(d, state) ? previousTemplate(d, sets) : undefined, verb));
+  await resumeCronJobs(context);
+  await deps.narrate(group.deployments, "Normal", state.ending === "abort" ? "Aborted" : "RolledBack",
+    `window ${state.id}: ${verb}; members returned to their previous templates and replicas`);
+  return done();
+}
+
+export const STEP_BODIES: Record<Step, StepBody> = {
+  "maintenance-on": maintenanceOn,
+  quiesce,
+  drain,
+  terminate,
+  migrate,
+  verify,
+  restore,
+  readiness,
+  "maintenance-off": maintenanceOff,
+  rollback,
+  finished: async () => done(),
+};

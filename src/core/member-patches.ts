@@ -1,0 +1,146 @@
+import { A } from "./annotations.js";
+import { annotationsOf } from "./objects.js";
+import { isHeld, isHolding, Phase } from "./phase.js";
+import type { WindowState } from "./window.js";
+
+/**
+ * The patch a window writes to each member, decided here and written by the members
+ * adapter (one conflict-retrying path). `undefined` means the member needs no write,
+ * which is also how a repeated step knows it is already done.
+ */
+export type MergePatch = Record<string, unknown>;
+
+/** The least of a Deployment these decisions read; client objects and raw JSON both fit. */
+export interface Member {
+  metadata?: { name?: string; uid?: string; generation?: number; annotations?: Record<string, string> };
+  spec?: { replicas?: number; template?: unknown };
+  status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
+}
+
+export interface ReplicaSetLike {
+  metadata?: { annotations?: Record<string, string>; labels?: Record<string, string>; ownerReferences?: Array<{ uid?: string }> };
+  spec?: { template?: unknown };
+}
+
+/** The replica count a held member returns to (`desired-replicas`, else 1). */
+export function desiredReplicas(member: Member): number {
+  const recorded = Number(annotationsOf(member)[A.desiredReplicas]);
+  return Number.isInteger(recorded) && recorded >= 0 ? recorded : 1;
+}
+
+/** Scale to zero with the replica count recorded in the same patch, so a kill between the two cannot lose it. */
+export function quiescePatch(member: Member, message: string): MergePatch | undefined {
+  const phase = annotationsOf(member)[A.phase];
+  if (phase === Phase.Migrating && member.spec?.replicas === 0) return undefined;
+  return {
+    metadata: {
+      annotations: {
+        [A.phase]: Phase.Migrating,
+        [A.message]: message,
+        ...(isHolding(phase) ? {} : { [A.desiredReplicas]: String(member.spec?.replicas ?? 1) }),
+      },
+    },
+    spec: { replicas: 0 },
+  };
+}
+
+/** A held member back at its recorded replicas with `applied-version` written. */
+export function restorePatch(member: Member, version: string, message: string): MergePatch | undefined {
+  if (!isHolding(annotationsOf(member)[A.phase])) return undefined;
+  return {
+    metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null } },
+    spec: { replicas: desiredReplicas(member) },
+  };
+}
+
+/** A hold somebody bypassed (replicas raised while held): back to zero until the window. */
+export function rezeroPatch(member: Member): MergePatch | undefined {
+  return isHeld(annotationsOf(member)) && (member.spec?.replicas ?? 0) > 0 ? { spec: { replicas: 0 } } : undefined;
+}
+
+/** Phase and message on a held member (Failed, or Migrating again on retry). */
+export function markPatch(member: Member, phase: Phase, message: string): MergePatch | undefined {
+  const annotations = annotationsOf(member);
+  if (!isHolding(annotations[A.phase])) return undefined;
+  if (annotations[A.phase] === phase && annotations[A.message] === message) return undefined;
+  return { metadata: { annotations: { [A.phase]: phase, [A.message]: message } } };
+}
+
+/** `abort` removed once an aborted window ended, so the next window is not aborted too. */
+export const clearAbortPatch = (member: Member): MergePatch | undefined =>
+  annotationsOf(member)[A.abort] === undefined ? undefined : { metadata: { annotations: { [A.abort]: null } } };
+
+/** Whether rolling this member back means returning it to an earlier pod template. */
+export function changedByWindow(member: Member, state: Pick<WindowState, "version">): boolean {
+  const annotations = annotationsOf(member);
+  return annotations[A.schemaVersion] === state.version && annotations[A.appliedVersion] !== state.version;
+}
+
+/**
+ * A held member returned to where it was before the window: its previous template (when
+ * the window changed it), its recorded replicas and the previous schema version. A first
+ * install has no earlier revision: it stays at zero, released to its owner.
+ */
+export function rollbackPatch(member: Member, state: WindowState, previous: unknown | undefined, verb: string): MergePatch | undefined {
+  const annotations = annotationsOf(member);
+  if (!isHeld(annotations)) return undefined;
+  const changed = changedByWindow(member, state);
+  if (changed && previous === undefined) {
+    return { metadata: { annotations: {
+      [A.phase]: Phase.Aborted, [A.desiredReplicas]: null,
+      [A.message]: `window ${state.id} ${verb}; no earlier revision to return to, so it stays at zero: scale it up or re-apply once the migration is fixed`,
+    } } };
+  }
+  return {
+    metadata: {
+      annotations: {
+        [A.phase]: state.ending === "abort" ? Phase.Aborted : Phase.RolledBack,
+        [A.desiredReplicas]: null,
+        [A.message]: `window ${state.id} ${verb}; back on the previous revision at schema version ${state.fromVersion ?? "(none)"}`,
+        ...(changed && state.fromVersion !== undefined ? { [A.schemaVersion]: state.fromVersion } : {}),
+      },
+    },
+    spec: { replicas: desiredReplicas(member), ...(changed && previous !== undefined ? { template: previous } : {}) },
+  };
+}
+
+const revisionOf = (object: { metadata?: { annotations?: Record<string, string> } }) =>
+  Number(object.metadata?.annotations?.["deployment.kubernetes.io/revision"] ?? "0");
+
+function podSpecOf(template: unknown): string {
+  return JSON.stringify((template as { spec?: unknown } | undefined)?.spec ?? {});
+}
+
+/**
+ * The pod template of the revision before the member's current one, from its ReplicaSets
+ * (what `kubectl rollout undo` uses). Undefined for a first revision.
+ */
+export function previousTemplate(member: Member, replicaSets: readonly ReplicaSetLike[]): unknown | undefined {
+  const revision = revisionOf(member);
+  const current = podSpecOf(member.spec?.template);
+  const previous = replicaSets
+    .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === member.metadata?.uid))
+    .filter((rs) => revisionOf(rs) < revision || revision === 0)
+    .sort((a, b) => revisionOf(b) - revisionOf(a))
+    .find((rs) => podSpecOf(rs.spec?.template) !== current);
+  if (!previous) return undefined;
+  const template = structuredClone(previous.spec!.template) as { metadata?: { labels?: Record<string, string> } };
+  delete template.metadata?.labels?.["pod-template-hash"];
+  return template;
+}
+
+/** Whether a rollout is complete: the controller saw the spec and every replica is updated and available. */
+export function rolloutReady(member: Member): boolean {
+  const want = member.spec?.replicas ?? 1;
+  const status = member.status ?? {};
+  return (
+    (status.observedGeneration ?? 0) >= (member.metadata?.generation ?? 0) &&
+    (status.updatedReplicas ?? 0) >= want &&
+    (status.availableReplicas ?? 0) >= want &&
+    (status.replicas ?? 0) <= want
+  );
+}
+
+/** CronJobs of a group: suspended while quiesced, resumed when the window ends. */
+export const cronJobSuspendPatch: MergePatch = { metadata: { annotations: { [A.phase]: Phase.Migrating } }, spec: { suspend: true } };
+export const cronJobResumePatch: MergePatch = { metadata: { annotations: { [A.phase]: null } }, spec: { suspend: false } };

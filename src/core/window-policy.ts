@@ -1,0 +1,133 @@
+import { A } from "./annotations.js";
+import { annotationsOf, type Workload } from "./objects.js";
+import {
+  heldMembers,
+  isBeforeCommit,
+  nextStep,
+  retryToken,
+  type Step,
+  type WindowPlan,
+  type WindowResult,
+  type WindowState,
+} from "./window.js";
+
+/**
+ * What a window decides, as functions of its record, its members and the clock. The
+ * controller only carries these decisions out; every one is table-tested.
+ */
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A new window's record, for a group whose plan asks for one. `suffix` makes the id unique. */
+export function openWindow(plan: Extract<WindowPlan, { kind: "open" }>, members: readonly Workload[], now: number, suffix: string): WindowState {
+  const applied = members.map((d) => annotationsOf(d)[A.appliedVersion]).find((v) => v !== undefined);
+  const { spec, version, owner } = plan;
+  return {
+    id: `${spec.database}-${now.toString(36)}-${suffix}`,
+    group: spec.database,
+    version,
+    ...(applied !== undefined ? { fromVersion: applied } : {}),
+    owner,
+    runner: spec.runner,
+    onFailure: spec.onFailure,
+    maintenance: spec.maintenance,
+    startedAt: iso(now),
+    deadline: iso(now + spec.timeoutSeconds * 1000),
+    step: "maintenance-on",
+    stepStartedAt: iso(now),
+    attempt: 1,
+    retryToken: retryToken(members),
+    timings: {},
+  };
+}
+
+/**
+ * Where a retried window resumes: a failure after the commit picks up at the step that
+ * failed; one before it starts over from quiesce (members may have come back meanwhile).
+ */
+export function resumeStep(failure: WindowState["failure"]): Step {
+  return failure && !isBeforeCommit(failure.step) ? failure.step : "quiesce";
+}
+
+/** The record after a user asked for a retry of a failed window. */
+export function retryWindow(state: WindowState, members: readonly Workload[], now: number): WindowState {
+  const { failure: _failure, ...rest } = state;
+  return { ...rest, attempt: state.attempt + 1, retryToken: retryToken(members), step: resumeStep(state.failure), stepStartedAt: iso(now) };
+}
+
+/** The record after a user asked for an abort: undo everything without migrating. */
+export function abortWindow(state: WindowState, now: number): WindowState {
+  const { failure: _failure, ...rest } = state;
+  return { ...rest, step: "rollback", ending: "abort", stepStartedAt: iso(now) };
+}
+
+export const expiryMessage = (state: WindowState) => `the window deadline (${state.deadline}) passed during step ${state.step}`;
+
+/** What a failed step leads to: undo it (on-failure: rollback, before the commit) or hold for the user. */
+export type FailureReaction = { kind: "rollback"; state: WindowState } | { kind: "hold"; state: WindowState };
+
+export function reactToFailure(state: WindowState, message: string, now: number): FailureReaction {
+  // A first install has no earlier revision to return to: it can only be held.
+  const canRollBack = state.onFailure === "rollback" && isBeforeCommit(state.step) && state.fromVersion !== undefined;
+  if (canRollBack) {
+    const { failure: _failure, ...rest } = state;
+    return { kind: "rollback", state: { ...rest, step: "rollback", ending: "rollback", rollbackReason: message, stepStartedAt: iso(now) } };
+  }
+  return { kind: "hold", state: { ...state, failure: { step: state.step, message, at: iso(now) } } };
+}
+
+export const finalResult = (state: Pick<WindowState, "ending">): WindowResult =>
+  state.ending === "abort" ? "Aborted" : state.ending === "rollback" ? "RolledBack" : "Done";
+
+/** Which step follows: a rollback joins the normal path at maintenance-off. */
+export const stepAfter = (step: Step): Step => nextStep(step === "rollback" ? "readiness" : step);
+
+/** When the record's current step began (a record written before this was kept began now). */
+export const stepStarted = (state: WindowState, now: number): number =>
+  state.stepStartedAt ? Date.parse(state.stepStartedAt) : now;
+
+/** The record once its current step is done: the step's effect, its time, the next step, the result at the end. */
+export function completeStep(state: WindowState, outcome: Partial<WindowState> | undefined, now: number): WindowState {
+  const after = stepAfter(state.step);
+  const next: WindowState = {
+    ...state,
+    ...(outcome ?? {}),
+    step: after,
+    stepStartedAt: iso(now),
+    timings: { ...state.timings, [state.step]: now - stepStarted(state, now) },
+  };
+  if (after === "finished") next.result = finalResult(state);
+  return next;
+}
+
+/** The held members and the versions they ask for: when this changes, the settle delay starts again. */
+export const heldKey = (members: readonly Workload[]) =>
+  heldMembers(members).map((d) => `${d.metadata?.name}@${annotationsOf(d)[A.schemaVersion]}`).join(",");
+
+export interface Settling {
+  held: string;
+  since: number;
+}
+
+/**
+ * The settle delay: a window opens once the set of held members has stayed the same for
+ * `settleMs`, so every Deployment of one `helm upgrade` joins the same window.
+ */
+export function settle(previous: Settling | undefined, members: readonly Workload[], now: number, settleMs: number): { settling: Settling; waitMs: number } {
+  const held = heldKey(members);
+  const settling = previous && previous.held === held ? previous : { held, since: now };
+  return { settling, waitMs: Math.max(0, settling.since + settleMs - now) };
+}
+
+/** How each end of a window shows in metrics, Events and messages. */
+export const ENDINGS: Record<WindowResult, { metric: string; reason: string; verb: string }> = {
+  Done: { metric: "done", reason: "WindowDone", verb: "done" },
+  Aborted: { metric: "aborted", reason: "WindowAborted", verb: "aborted" },
+  RolledBack: { metric: "rolled_back", reason: "WindowRolledBack", verb: "rolled back" },
+};
+
+/** The Secret a window reaches its database with: the owner's, else any member's that names one. */
+export function windowSecret(members: readonly Workload[], state: Pick<WindowState, "owner">): string | undefined {
+  const owner = members.find((d) => d.metadata?.name === state.owner) ?? members.find((d) => annotationsOf(d)[A.databaseSecret]);
+  return owner ? annotationsOf(owner)[A.databaseSecret] : undefined;
+}

@@ -1,0 +1,53 @@
+import type { DatabaseTarget } from "../core/database-secret.js";
+import type { MigrationFile } from "../core/migrations.js";
+import type { SessionRecord } from "../core/window.js";
+import { withSession } from "./connect.js";
+import { migrationFailure } from "./errors.js";
+import { terminateOtherSessions } from "./sessions.js";
+import { SqlRunner } from "./sql-runner.js";
+
+/** The migration session waits at most this long for a lock (a session that escaped termination). */
+const LOCK_TIMEOUT_MS = 10_000;
+
+/** What a window does in PostgreSQL, one short session per call. */
+export const windowSql = {
+  async recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean> {
+    return withSession(target, { applicationName: "schema-gate" }, async (client) => {
+      const runner = new SqlRunner(client, group);
+      if ((await runner.pending(files)).length > 0) return false;
+      await runner.apply([], version);
+      return true;
+    });
+  },
+
+  async terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]> {
+    const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
+    return sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state }));
+  },
+
+  async applySql(
+    target: DatabaseTarget,
+    group: string,
+    files: MigrationFile[],
+    version: string,
+    options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void },
+  ): Promise<string[]> {
+    try {
+      return await withSession(
+        target,
+        { applicationName: "schema-gate-migration", lockTimeoutMs: LOCK_TIMEOUT_MS, statementTimeoutMs: options.statementTimeoutMs },
+        async (client) => {
+          // A client that connected since the terminate step would block the DDL.
+          await terminateOtherSessions(client, target.database);
+          return new SqlRunner(client, group).apply(files, version, options.onFile);
+        },
+      );
+    } catch (error) {
+      throw migrationFailure(error);
+    }
+  },
+
+  versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean> {
+    return withSession(target, { applicationName: "schema-gate" }, (client) => new SqlRunner(client, group).versionRecorded(version));
+  },
+};

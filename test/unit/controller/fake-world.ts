@@ -1,0 +1,257 @@
+import type * as k8s from "@kubernetes/client-node";
+import { pino } from "pino";
+import { A } from "../../../src/core/annotations.js";
+import type { MergePatch } from "../../../src/core/member-patches.js";
+import type { MigrationFile } from "../../../src/core/migrations.js";
+import { migrationJobName, type WindowState } from "../../../src/core/window.js";
+import type { Group, JobState, WindowDeps } from "../../../src/controller/deps.js";
+import { LostLeadership } from "../../../src/k8s/leader.js";
+import { createMetrics } from "../../../src/metrics.js";
+
+/**
+ * A database group, its window record, its database and its Jobs, kept in memory, for
+ * driving the window controller in unit tests. Pods follow replicas a little later (so
+ * drain and readiness really wait), and every write is counted, so a test can tell
+ * whether anything was written after leadership was lost.
+ */
+export const NAMESPACE = "shop";
+export const GROUP = "shop-db";
+const LAG_MS = 150;
+
+interface StoredDeployment {
+  object: k8s.V1Deployment;
+  readyAt: number;
+  podsGoneAt: number;
+}
+
+function merge(target: Record<string, unknown>, patch: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete target[key];
+    else if (typeof value === "object" && !Array.isArray(value) && typeof target[key] === "object" && target[key] !== null) {
+      merge(target[key] as Record<string, unknown>, value as Record<string, unknown>);
+    } else target[key] = structuredClone(value);
+  }
+}
+
+export interface WorldOptions {
+  runner?: "sql" | "job";
+  onFailure?: "hold" | "rollback";
+  /** The version already applied; undefined for a first install. */
+  applied?: string;
+  members?: string[];
+}
+
+export class FakeWorld {
+  now = Date.parse("2026-01-01T00:00:00Z");
+  leading = true;
+  writes = 0;
+  /** Writes and Events that reached the world while this replica did not lead. */
+  writesWhileDeposed = 0;
+  events: Array<{ reason: string; type: string; message: string }> = [];
+  saves: WindowState[] = [];
+  record: { state?: WindowState; version?: string } = {};
+  /** file -> times it was applied */
+  applied = new Map<string, number>();
+  versions = new Set<string>();
+  files: MigrationFile[] = [
+    { name: "001-items.sql", sql: "ALTER TABLE items ADD COLUMN price int;", checksum: "a" },
+    { name: "002-stock.sql", sql: "ALTER TABLE items ADD COLUMN stock int;", checksum: "b" },
+  ];
+  flag = { on: false, owner: "" };
+  jobs = new Map<string, { polls: number; outcome: "complete" | "failed" }>();
+  jobOutcome: "complete" | "failed" = "complete";
+  progress: string[] = [];
+  private deployments = new Map<string, StoredDeployment>();
+  private rv = 10;
+
+  constructor(readonly options: WorldOptions = {}) {
+    const members = options.members ?? ["billing", "catalog", "orders"];
+    if (options.applied) {
+      this.applied.set("001-items.sql", 1);
+      this.versions.add(options.applied);
+    }
+    for (const name of members) this.addMember(name, "2", options.applied);
+  }
+
+  private write(): void {
+    this.writes++;
+    if (!this.leading) this.writesWhileDeposed++;
+  }
+
+  private addMember(name: string, version: string, applied: string | undefined): void {
+    const runner: Record<string, string> = this.options.runner === "job"
+      ? { [A.migrationCommand]: '["./migrate"]' }
+      : { [A.migrationConfigMap]: "shop-migrations" };
+    const object: k8s.V1Deployment = {
+      metadata: {
+        name, namespace: NAMESPACE, uid: `uid-${name}`, generation: 2, resourceVersion: String(this.rv++),
+        annotations: {
+          "deployment.kubernetes.io/revision": "2",
+          [A.database]: GROUP, [A.schemaVersion]: version, [A.databaseSecret]: "shop-db",
+          ...runner, [A.onFailure]: this.options.onFailure ?? "hold",
+          [A.phase]: "Pending", [A.desiredReplicas]: "2",
+          ...(applied ? { [A.appliedVersion]: applied } : {}),
+        },
+      },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { app: name } },
+        template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "app", image: `shop/${name}:${version}` }] } },
+      },
+    };
+    this.deployments.set(name, { object, readyAt: this.now, podsGoneAt: this.now });
+  }
+
+  deployment(name: string): k8s.V1Deployment {
+    return this.view(this.deployments.get(name)!);
+  }
+
+  private view(stored: StoredDeployment): k8s.V1Deployment {
+    const object = structuredClone(stored.object);
+    const replicas = object.spec?.replicas ?? 0;
+    const ready = this.now >= stored.readyAt;
+    object.status = {
+      observedGeneration: object.metadata!.generation,
+      replicas: ready ? replicas : 0,
+      updatedReplicas: ready ? replicas : 0,
+      availableReplicas: ready ? replicas : 0,
+      readyReplicas: ready ? replicas : 0,
+    };
+    return object;
+  }
+
+  /** A user's annotation change (retry, abort), as kubectl annotate would make it. */
+  annotate(name: string, annotations: Record<string, string>): void {
+    const stored = this.deployments.get(name)!;
+    Object.assign(stored.object.metadata!.annotations!, annotations);
+    stored.object.metadata!.resourceVersion = String(this.rv++);
+  }
+
+  private patch(d: k8s.V1Deployment, patch: MergePatch): boolean {
+    const stored = this.deployments.get(d.metadata!.name!)!;
+    if (stored.object.metadata!.resourceVersion !== d.metadata!.resourceVersion) return false;
+    const before = JSON.stringify(stored.object.spec);
+    merge(stored.object as unknown as Record<string, unknown>, patch);
+    stored.object.metadata!.resourceVersion = String(this.rv++);
+    if (JSON.stringify(stored.object.spec) !== before) {
+      stored.object.metadata!.generation = (stored.object.metadata!.generation ?? 0) + 1;
+      const replicas = stored.object.spec?.replicas ?? 0;
+      if (replicas === 0) stored.podsGoneAt = this.now + LAG_MS;
+      else stored.readyAt = this.now + LAG_MS;
+    }
+    return true;
+  }
+
+  deps(): WindowDeps {
+    const world = this;
+    const group = (): Group => ({
+      namespace: NAMESPACE, name: GROUP,
+      deployments: [...this.deployments.values()].map((s) => this.view(s)).sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!)),
+    });
+    const target = { host: "db", port: 5432, user: "gate", password: "x", database: "shop" };
+    return {
+      records: {
+        read: async () => structuredClone(world.record),
+        save: async (_namespace, state, version) => {
+          if (version !== world.record.version) throw new LostLeadership("record changed meanwhile");
+          world.write();
+          world.record = { state: structuredClone(state), version: String(world.rv++) };
+          world.saves.push(structuredClone(state));
+          return world.record.version!;
+        },
+      },
+      members: {
+        read: async () => group(),
+        patchEach: async (g, _what, patchFor) => {
+          const patched: string[] = [];
+          let members = g.deployments;
+          for (let round = 0; round < 5; round++) {
+            let conflicts = 0;
+            for (const d of members) {
+              const patch = patchFor(d);
+              if (!patch) continue;
+              world.write();
+              if (world.patch(d, patch)) patched.push(d.metadata!.name!);
+              else conflicts++;
+            }
+            if (conflicts === 0) return patched;
+            members = group().deployments;
+          }
+          throw new Error("members keep changing");
+        },
+        cronJobs: async () => [],
+        patchCronJob: async () => world.write(),
+        podsLeft: async () => [...world.deployments.values()]
+          .filter((s) => (s.object.spec?.replicas ?? 0) > 0 || world.now < s.podsGoneAt)
+          .map((s) => `${s.object.metadata!.name}-pod`),
+        // A first install has no earlier ReplicaSet to return to.
+        replicaSets: async () => world.options.applied === undefined ? [] : [...world.deployments.values()].map((s) => ({
+          metadata: { annotations: { "deployment.kubernetes.io/revision": "1" }, ownerReferences: [{ uid: s.object.metadata!.uid! }] },
+          spec: { template: { metadata: { labels: { app: s.object.metadata!.name!, "pod-template-hash": "abc" } }, spec: { containers: [{ name: "app", image: `shop/${s.object.metadata!.name}:1` }] } } },
+        })),
+      },
+      database: {
+        target: async () => target,
+        sqlFiles: async () => world.files,
+        recordIfNothingPending: async (_t, _g, files, version) => {
+          world.write();
+          if (files.some((f) => !world.applied.has(f.name))) return false;
+          world.versions.add(version);
+          return true;
+        },
+        terminateOthers: async () => {
+          world.write();
+          return [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }];
+        },
+        applySql: async (_t, _g, files, version) => {
+          world.write();
+          const ran = files.filter((f) => !world.applied.has(f.name)).map((f) => f.name);
+          for (const name of ran) world.applied.set(name, (world.applied.get(name) ?? 0) + 1);
+          world.versions.add(version);
+          return ran;
+        },
+        versionRecorded: async (_t, _g, version) => world.versions.has(version),
+      },
+      jobs: {
+        ensure: async (_owner, state) => {
+          world.write();
+          const name = migrationJobName(state);
+          if (!world.jobs.has(name)) world.jobs.set(name, { polls: 0, outcome: world.jobOutcome });
+          return name;
+        },
+        state: async (_namespace, name): Promise<JobState> => {
+          const job = world.jobs.get(name);
+          if (!job) return { kind: "missing" };
+          if (job.polls++ < 2) return { kind: "running" };
+          if (job.outcome === "failed") return { kind: "failed", message: `migration Job ${name} failed (BackoffLimitExceeded); pod exited with code 1` };
+          world.versions.add(world.record.state?.version ?? "");
+          return { kind: "complete" };
+        },
+      },
+      maintenance: {
+        turnOn: async (_namespace, owner) => {
+          world.write();
+          const owned = !world.flag.on || world.flag.owner === owner;
+          if (!world.flag.on) world.flag = { on: true, owner };
+          return { owned };
+        },
+        turnOff: async (_namespace, owner) => {
+          world.write();
+          if (world.flag.owner === owner) world.flag = { on: false, owner: "" };
+        },
+      },
+      narrate: async (targets, type, reason, message) => {
+        world.write();
+        if (targets.length > 0) world.events.push({ type, reason, message });
+      },
+      showProgress: (_namespace, state) => world.progress.push(state.step),
+      metrics: createMetrics(),
+      log: pino({ level: "silent" }),
+      now: () => world.now,
+      leading: () => world.leading,
+      newSuffix: () => "beef",
+      settleMs: 500,
+      readinessTimeoutMs: 60_000,
+    };
+  }
+}

@@ -1,0 +1,201 @@
+import { strict as assert } from "node:assert";
+import { A } from "../../../src/core/annotations.js";
+import { STEPS, StepFailure, type Step } from "../../../src/core/window.js";
+import { isBeforeCommit } from "../../../src/core/window.js";
+import { resumeStep } from "../../../src/core/window-policy.js";
+import type { WindowDeps } from "../../../src/controller/deps.js";
+import { reconcileGroup } from "../../../src/controller/reconcile.js";
+import type { GroupMemory } from "../../../src/controller/pass.js";
+import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
+import { LostLeadership } from "../../../src/k8s/leader.js";
+import { FakeWorld, GROUP, NAMESPACE, type WorldOptions } from "./fake-world.js";
+
+type Steps = Record<Step, StepBody>;
+
+/** Runs passes as the controller's loop would, the clock jumping to each requeue, until one asks for nothing more. */
+async function drive(world: FakeWorld, deps: WindowDeps, steps: Steps = STEP_BODIES, memory: GroupMemory = {}): Promise<"settled" | "lost"> {
+  for (let pass = 0; pass < 500; pass++) {
+    let requeue: number | undefined;
+    try {
+      ({ requeueAfterMs: requeue } = await reconcileGroup(deps, NAMESPACE, GROUP, memory, steps));
+    } catch (error) {
+      if (error instanceof LostLeadership) return "lost";
+      throw error;
+    }
+    if (requeue === undefined) return "settled";
+    world.now += requeue;
+  }
+  throw new Error(`the window did not settle; record at step ${world.record.state?.step}`);
+}
+
+const MEMBERS = ["billing", "catalog", "orders"];
+const ORDER = [...STEPS, "finished"];
+
+function assertDone(world: FakeWorld): void {
+  const state = world.record.state!;
+  assert.equal(state.result, "Done", JSON.stringify(state.failure));
+  for (const name of MEMBERS) {
+    const d = world.deployment(name);
+    assert.equal(d.spec?.replicas, 2, name);
+    assert.equal(d.metadata?.annotations?.[A.phase], "Done", name);
+    assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2", name);
+    assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined, name);
+  }
+  assert.deepEqual([...world.applied.values()], world.files.map(() => 1), "every SQL file applied exactly once");
+  assert.equal(world.flag.on, false, "maintenance off at the end");
+  assert.equal(world.events.filter((e) => e.reason === "WindowDone").length, 1);
+}
+
+/** The step body replaced for one step, the others real. */
+const replacing = (step: Step, body: StepBody): Steps => ({ ...STEP_BODIES, [step]: body });
+
+describe("the window controller, driven with fakes", () => {
+  it("runs a full window: the steps in order, the story told, the migration once, the group restored", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    assert.deepEqual(world.saves.map((s) => s.step), ORDER);
+    assert.deepEqual(world.events.map((e) => e.reason), ["WindowOpened", "Quiesced", "SessionsTerminated", "Migrated", "Restored", "WindowDone"]);
+    assert.deepEqual(world.record.state!.sessions?.map((s) => s.pid), [42]);
+    assert.ok(Date.parse(world.record.state!.committedAt!) >= Date.parse(world.record.state!.quiescedAt!));
+    // readiness waited (the fake's pods lag their replicas) without sleeping on the worker.
+    assert.ok((world.record.state!.timings.readiness ?? 0) > 0);
+    assert.deepEqual(world.progress, STEPS.slice(1));
+  });
+
+  it("runs a Job-runner window, looking at the Job until it completes", async () => {
+    const world = new FakeWorld({ applied: "1", runner: "job" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assert.equal(world.record.state!.result, "Done");
+    assert.equal(world.jobs.size, 1);
+    assert.ok(world.events.some((e) => e.reason === "Migrated" && /migration Job migrate-shop-db-/.test(e.message)));
+  });
+
+  it("releases a hold with no window when the SQL runner has nothing pending", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    world.applied.set("002-stock.sql", 1);
+    assert.equal(await drive(world, world.deps()), "settled");
+    assert.equal(world.record.state, undefined, "no window record");
+    assert.deepEqual(world.events.map((e) => e.reason), ["NoMigrationPending"]);
+    for (const name of MEMBERS) assert.equal(world.deployment(name).metadata?.annotations?.[A.phase], "Done");
+  });
+
+  for (const step of STEPS) {
+    for (const when of ["before", "after"] as const) {
+      it(`resumes after the gate was killed ${when} doing step ${step}`, async () => {
+        const world = new FakeWorld({ applied: "1" });
+        const deps = world.deps();
+        const killed = replacing(step, async (context) => {
+          if (when === "after") await STEP_BODIES[step](context);
+          world.leading = false; // the process is gone: nothing it does from here counts
+          throw new LostLeadership("killed");
+        });
+        assert.equal(await drive(world, deps, killed), "lost");
+        assert.equal(world.record.state!.step, step);
+        world.leading = true; // a new process, with nothing remembered
+        assert.equal(await drive(world, world.deps()), "settled");
+        assertDone(world);
+        assert.equal(world.events.filter((e) => e.reason === "WindowOpened").length, 1);
+      });
+    }
+  }
+
+  for (const step of STEPS) {
+    it(`holds the group when step ${step} fails (on-failure: hold), and a retry finishes it from ${resumeStep({ step, message: "", at: "" })}`, async () => {
+      const world = new FakeWorld({ applied: "1" });
+      let failures = 0;
+      const failing = replacing(step, async (context) => {
+        if (failures++ === 0) throw new StepFailure(`${step} broke`);
+        return STEP_BODIES[step](context);
+      });
+      assert.equal(await drive(world, world.deps(), failing), "settled");
+      const failed = world.record.state!;
+      assert.equal(failed.failure?.step, step);
+      assert.equal(failed.result, undefined);
+      assert.ok(world.events.some((e) => e.type === "Warning" && e.reason === "WindowFailed" && e.message.includes(`${step} broke`)));
+      // Members still held (up to restore) are marked Failed; after restore they are released.
+      const marked = STEPS.indexOf(step) <= STEPS.indexOf("restore");
+      for (const name of MEMBERS) assert.equal(world.deployment(name).metadata?.annotations?.[A.phase] === "Failed", marked, name);
+
+      world.annotate("billing", { [A.retry]: "1" });
+      assert.equal(await drive(world, world.deps(), failing), "settled");
+      assertDone(world);
+      assert.equal(world.saves.find((s) => s.attempt === 2)?.step, resumeStep(failed.failure));
+    });
+
+    it(`${isBeforeCommit(step) ? "rolls back" : "holds (the migration is in)"} when step ${step} fails under on-failure: rollback`, async () => {
+      const world = new FakeWorld({ applied: "1", onFailure: "rollback" });
+      const failing = replacing(step, async () => {
+        throw new StepFailure(`${step} broke`);
+      });
+      assert.equal(await drive(world, world.deps(), failing), "settled");
+      const state = world.record.state!;
+      if (!isBeforeCommit(step)) {
+        assert.equal(state.failure?.step, step);
+        return;
+      }
+      assert.equal(state.result, "RolledBack");
+      assert.equal(world.flag.on, false);
+      for (const name of MEMBERS) {
+        const d = world.deployment(name);
+        assert.equal(d.metadata?.annotations?.[A.phase], "RolledBack", name);
+        assert.equal(d.metadata?.annotations?.[A.schemaVersion], "1", name);
+        assert.equal(d.spec?.replicas, 2, name);
+        assert.equal((d.spec?.template?.spec?.containers ?? [])[0]?.image, `shop/${name}:1`, name);
+        assert.equal(d.spec?.template?.metadata?.labels?.["pod-template-hash"], undefined);
+      }
+      if (step !== "migrate") assert.equal(world.applied.get("002-stock.sql"), undefined, "nothing migrated");
+    });
+
+    it(`writes nothing and tells nothing once leadership is lost in step ${step}`, async () => {
+      const world = new FakeWorld({ applied: "1" });
+      const deposed = replacing(step, async (context) => {
+        world.leading = false;
+        return STEP_BODIES[step](context);
+      });
+      // Deposed, a pass stops at its first write (lost) or, for a step that only reads, at the next pass (settled).
+      assert.ok(["lost", "settled"].includes(await drive(world, world.deps(), deposed)));
+      assert.equal(world.writesWhileDeposed, 0);
+      assert.equal(world.record.state!.step, step, "the record stays where the new leader resumes");
+    });
+  }
+
+  it("aborts before the commit: every member back, nothing migrated, abort cleared", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    const abortAtDrain = replacing("drain", async (context) => {
+      world.annotate("orders", { [A.abort]: "true" });
+      return { kind: "wait", ms: 100 };
+    });
+    assert.equal(await drive(world, world.deps(), abortAtDrain), "settled");
+    assert.equal(world.record.state!.result, "Aborted");
+    assert.equal(world.applied.get("002-stock.sql"), undefined);
+    assert.equal(world.deployment("orders").metadata?.annotations?.[A.abort], undefined);
+    assert.equal(world.deployment("orders").metadata?.annotations?.[A.phase], "Aborted");
+    assert.equal(world.flag.on, false);
+  });
+
+  it("expires a window whose deadline passed before the commit, and holds it", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    const stuck = replacing("drain", async () => ({ kind: "wait", ms: 60_000 }));
+    assert.equal(await drive(world, world.deps(), stuck), "settled");
+    assert.match(world.record.state!.failure!.message, /deadline .* passed during step drain/);
+  });
+
+  it("releases a first install's members at zero when its window is rolled back (no earlier revision)", async () => {
+    const world = new FakeWorld({ onFailure: "rollback" });
+    const failing = replacing("migrate", async () => {
+      throw new StepFailure("bad SQL");
+    });
+    assert.equal(await drive(world, world.deps(), failing), "settled");
+    // No applied version: nothing to roll back to, so the window holds for the user.
+    assert.equal(world.record.state!.failure?.step, "migrate");
+    world.annotate("billing", { [A.abort]: "true" });
+    assert.equal(await drive(world, world.deps(), failing), "settled");
+    assert.equal(world.record.state!.result, "Aborted");
+    for (const name of MEMBERS) {
+      const d = world.deployment(name);
+      assert.equal(d.spec?.replicas, 0, name);
+      assert.equal(d.metadata?.annotations?.[A.phase], "Aborted", name);
+    }
+  });
+});
