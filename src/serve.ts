@@ -5,20 +5,85 @@ import { startWindowController } from "./controller/window-controller.js";
 import { eventRecorder } from "./k8s/events.js";
 import { cachedAdmissionContext } from "./k8s/group-view.js";
 import { startLeaderElection } from "./k8s/leader.js";
-import { startInformer } from "./k8s/informer.js";
+import { startInformer, type WatchedCache } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { startMaintenanceController } from "./maintenance/controller.js";
 import { FlagSwitch } from "./maintenance/switch.js";
 import { FLAG_NAME, parseFlag } from "./core/maintenance-flag.js";
-import { createMetrics } from "./metrics.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import { createWebhookApp, serveHttps, type RunningServer } from "./webhook/server.js";
 import { CertificateSource } from "./webhook/tls.js";
 
 export interface Gate {
   port: number;
   stop(): Promise<void>;
+}
+
+type Deployments = WatchedCache<k8s.V1Deployment>;
+
+/** The caches only the controller side reads: maintenance flags (by name) and Ingresses. */
+async function controllerCaches(kc: k8s.KubeConfig, log: Logger) {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const networking = kc.makeApiClient(k8s.NetworkingV1Api);
+  const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
+  const [flags, ingresses] = await Promise.all([
+    startInformer<k8s.V1ConfigMap>(
+      kc, `/api/v1/configmaps?${flagSelector}`,
+      () => core.listConfigMapForAllNamespaces({ fieldSelector: `metadata.name=${FLAG_NAME}` }),
+      log.child({ informer: "maintenance-flags" }),
+    ),
+    startInformer<k8s.V1Ingress>(
+      kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(),
+      log.child({ informer: "ingresses" }),
+    ),
+  ]);
+  return { flags, ingresses };
+}
+
+/** Leader election, and under it the window and maintenance controllers. */
+function startControllers(
+  kc: k8s.KubeConfig,
+  config: ServeConfig,
+  caches: { deployments: Deployments; flags: WatchedCache<k8s.V1ConfigMap>; ingresses: WatchedCache<k8s.V1Ingress> },
+  metrics: Metrics,
+  image: string | undefined,
+  log: Logger,
+): { stop(): Promise<void> } {
+  const leadership = startLeaderElection(
+    kc,
+    {
+      namespace: config.namespace,
+      name: "schema-gate-controller",
+      identity: config.identity,
+      durationSeconds: config.leaseDurationSeconds,
+    },
+    log.child({ component: "leader" }),
+  );
+  leadership.onLost(() => log.warn("window and maintenance controllers paused: leadership lost; they resume if this replica leads again"));
+  const events = eventRecorder(kc, "schema-gate", log);
+  const { deployments, flags, ingresses } = caches;
+  const maintenance = startMaintenanceController({
+    kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
+  });
+  const window = startWindowController({
+    kc,
+    deployments,
+    leadership,
+    events,
+    maintenance: new FlagSwitch(kc, ingresses),
+    metrics,
+    log: log.child({ component: "window" }),
+    settleMs: config.settleSeconds * 1000,
+  });
+  return {
+    async stop() {
+      await window.stop();
+      await maintenance.stop();
+      await leadership.stop();
+    },
+  };
 }
 
 /** `schema-gate serve`: wires the caches, the webhook server and the controller together. */
@@ -31,22 +96,8 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
   );
   const image = config.image ?? (await ownImage(kc, config, log));
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const networking = kc.makeApiClient(k8s.NetworkingV1Api);
-  const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
-  const [flags, ingresses] = config.controller
-    ? await Promise.all([
-        startInformer<k8s.V1ConfigMap>(
-          kc, `/api/v1/configmaps?${flagSelector}`,
-          () => core.listConfigMapForAllNamespaces({ fieldSelector: `metadata.name=${FLAG_NAME}` }),
-          log.child({ informer: "maintenance-flags" }),
-        ),
-        startInformer<k8s.V1Ingress>(
-          kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(),
-          log.child({ informer: "ingresses" }),
-        ),
-      ])
-    : [undefined, undefined];
+  const caches = config.controller ? await controllerCaches(kc, log) : undefined;
+  const flags = caches?.flags;
 
   const context = cachedAdmissionContext(deployments, {
     gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
@@ -56,38 +107,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   });
 
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
-
-  let controller: { stop(): Promise<void> } | undefined;
-  const leadership = config.controller
-    ? startLeaderElection(
-        kc,
-        {
-          namespace: config.namespace,
-          name: "schema-gate-controller",
-          identity: config.identity,
-          durationSeconds: config.leaseDurationSeconds,
-          onLost: () => log.warn("window controller paused: leadership lost"),
-        },
-        log.child({ component: "leader" }),
-      )
-    : undefined;
-  let maintenanceController: { stop(): Promise<void> } | undefined;
-  if (leadership && flags && ingresses) {
-    const events = eventRecorder(kc, "schema-gate", log);
-    maintenanceController = startMaintenanceController({
-      kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
-    });
-    controller = startWindowController({
-      kc,
-      deployments,
-      leadership,
-      events,
-      maintenance: new FlagSwitch(kc, ingresses),
-      metrics,
-      log: log.child({ component: "window" }),
-      settleMs: config.settleSeconds * 1000,
-    });
-  }
+  const controllers = caches ? startControllers(kc, config, { deployments, ...caches }, metrics, image, log) : undefined;
 
   const certs = new CertificateSource(config.tlsCertFile, config.tlsKeyFile, log);
   await certs.reload();
@@ -108,13 +128,11 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     port: server.port,
     async stop() {
       scaleGuard.stop();
-      await controller?.stop();
-      await maintenanceController?.stop();
-      await leadership?.stop();
+      await controllers?.stop();
       await server.close();
       await deployments.stop();
-      await flags?.stop();
-      await ingresses?.stop();
+      await caches?.flags.stop();
+      await caches?.ingresses.stop();
       log.info("schema-gate stopped");
     },
   };

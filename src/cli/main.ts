@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { readPageServerConfig, readServeConfig, type PageServerFlags, type ServeFlags } from "../config.js";
 import { createLogger, type Logger } from "../logger.js";
-import { startPageServer } from "../maintenance/page-server.js";
+import { startPageServer } from "../page/page-server.js";
 import { serve } from "../serve.js";
 import { maintenanceCommand } from "./maintenance.js";
 import { operatorCommands } from "./operator.js";

@@ -3,8 +3,9 @@ import { Command } from "commander";
 import { randomBytes } from "node:crypto";
 import { isSwitched, switchable } from "../core/ingress-switch.js";
 import { BYPASS_KEY, BYPASS_SECRET } from "../core/sidecar-injection.js";
+import { MANAGED_BY } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
-import { BYPASS_HEADER, BYPASS_QUERY } from "../maintenance/server.js";
+import { BYPASS_HEADER, BYPASS_QUERY } from "../page/server.js";
 import { loadKubeConfig } from "../k8s/kubeconfig.js";
 import { FlagSwitch } from "../maintenance/switch.js";
 import { pollUntil } from "../util/wait.js";
@@ -88,7 +89,7 @@ async function ensureBypassToken(kc: k8s.KubeConfig, namespace: string): Promise
     await core.createNamespacedSecret({
       namespace,
       body: {
-        metadata: { name: BYPASS_SECRET, labels: { "app.kubernetes.io/managed-by": "schema-gate" } },
+        metadata: { name: BYPASS_SECRET, labels: { ...MANAGED_BY } },
         type: "Opaque",
         stringData: { [BYPASS_KEY]: randomBytes(24).toString("base64url") },
       },

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { Command } from "commander";
 import { A } from "../core/annotations.js";
 import { annotationsOf } from "../core/objects.js";
-import { isHolding, Phase } from "../core/phase.js";
+import { isHolding } from "../core/phase.js";
 import { describeStep, parseWindowState, type Step, type WindowState } from "../core/window.js";
 import { WindowStore, WINDOW_KEY } from "../controller/window-store.js";
 import { MERGE_PATCH, WINDOW_SELECTOR } from "../k8s/constants.js";

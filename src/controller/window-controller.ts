@@ -91,10 +91,14 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   }, RESYNC_MS);
   resync.unref();
 
-  void leadership.acquired().then(async () => {
+  // On every acquisition, not only the first: a replica that lost the Lease and won it back
+  // resumes windows whose members may all look released (between restore and maintenance off).
+  leadership.onAcquired(() => {
     if (stopped) return;
-    // Resume windows whose members may all look released (between restore and maintenance off).
-    for (const { namespace, group } of await store.list().catch(() => [])) if (group) kick(namespace, group);
+    void store.list().then(
+      (records) => records.forEach(({ namespace, group }) => group && kick(namespace, group)),
+      (error: unknown) => log.warn({ err: error }, "could not list window records to resume"),
+    );
     for (const d of deployments.list()) onDeployment(d);
   });
 

@@ -1,4 +1,4 @@
-/** The user-facing annotation names (DESIGN.md "Opt-in"). */
+/** The user-facing annotation names (README "Opting a Deployment in"). */
 const PREFIX = "schema-gate.dev/";
 
 export const A = {

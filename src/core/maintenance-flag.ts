@@ -1,6 +1,6 @@
 /**
  * The maintenance flag: the ConfigMap `schema-gate-maintenance` in an application's
- * namespace (DESIGN.md "Maintenance"). People write `enabled`, `message`, `retry-after` and
+ * namespace (README "Maintenance"). People write `enabled`, `message`, `retry-after` and
  * `page.html`; the gate writes `owner`, `since` and, while a window runs, `progress`.
  */
 export const FLAG_NAME = "schema-gate-maintenance";

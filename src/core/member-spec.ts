@@ -57,12 +57,7 @@ function command(value: string, problems: string[]): string[] | undefined {
   return parsed as string[];
 }
 
-/**
- * Reads and checks a Deployment's schema-gate annotations. Every problem names the
- * annotation, the value found and what to write instead.
- */
-export function readMemberSpec(annotations: Annotations, containerNames: string[]): SpecResult {
-  const problems: string[] = [];
+function checkNames(annotations: Annotations, problems: string[]): void {
   const database = annotations[A.database] ?? "";
   if (!LABEL.test(database)) {
     problems.push(
@@ -70,7 +65,6 @@ export function readMemberSpec(annotations: Annotations, containerNames: string[
         `(at most 63 characters), e.g. "orders-db"`,
     );
   }
-
   const version = annotations[A.schemaVersion];
   if (version !== undefined && !VERSION.test(version)) {
     problems.push(
@@ -78,92 +72,112 @@ export function readMemberSpec(annotations: Annotations, containerNames: string[
         `starting with a letter or digit, e.g. "42" or "v1.4.0"`,
     );
   }
-
   const secret = annotations[A.databaseSecret];
   if (secret !== undefined && !SUBDOMAIN.test(secret)) {
     problems.push(`${A.databaseSecret}: "${secret}" is not a valid Secret name; name a Secret in this namespace`);
   }
+}
 
+/** The runner a member names: SQL files of a ConfigMap, or a command run as a Job in one of its containers. */
+function readRunner(annotations: Annotations, containerNames: string[], problems: string[]): Runner | undefined {
   const configMap = annotations[A.migrationConfigMap];
   const commandText = annotations[A.migrationCommand];
   const container = annotations[A.migrationContainer];
-  let runner: Runner | undefined;
   if (configMap !== undefined && commandText !== undefined) {
     problems.push(
       `${A.migrationConfigMap} and ${A.migrationCommand} are both set; keep exactly one: ` +
         `SQL files applied by the gate, or a command run as a Job`,
     );
-  } else if (configMap !== undefined) {
+    return undefined;
+  }
+  if (configMap !== undefined) {
     if (!SUBDOMAIN.test(configMap)) {
       problems.push(`${A.migrationConfigMap}: "${configMap}" is not a valid ConfigMap name; name a ConfigMap in this namespace`);
     }
-    runner = { kind: "sql", configMap };
-  } else if (commandText !== undefined) {
-    const parsed = command(commandText, problems);
-    if (container !== undefined && !containerNames.includes(container)) {
-      problems.push(
-        `${A.migrationContainer}: "${container}" is not a container of this pod template; ` +
-          `use one of: ${containerNames.join(", ") || "(none)"}`,
-      );
-    } else if (container === undefined && containerNames.length > 1) {
-      problems.push(
-        `${A.migrationCommand} needs ${A.migrationContainer} because the pod template has ${containerNames.length} ` +
-          `containers; set it to one of: ${containerNames.join(", ")}`,
-      );
-    }
-    if (parsed) runner = { kind: "job", command: parsed, ...(container !== undefined ? { container } : {}) };
-  } else if (container !== undefined) {
-    problems.push(`${A.migrationContainer} is set without ${A.migrationCommand}; add the command or remove it`);
+    return { kind: "sql", configMap };
   }
+  if (commandText === undefined) {
+    if (container !== undefined) problems.push(`${A.migrationContainer} is set without ${A.migrationCommand}; add the command or remove it`);
+    return undefined;
+  }
+  const parsed = command(commandText, problems);
+  if (container !== undefined && !containerNames.includes(container)) {
+    problems.push(
+      `${A.migrationContainer}: "${container}" is not a container of this pod template; ` +
+        `use one of: ${containerNames.join(", ") || "(none)"}`,
+    );
+  } else if (container === undefined && containerNames.length > 1) {
+    problems.push(
+      `${A.migrationCommand} needs ${A.migrationContainer} because the pod template has ${containerNames.length} ` +
+        `containers; set it to one of: ${containerNames.join(", ")}`,
+    );
+  }
+  return parsed ? { kind: "job", command: parsed, ...(container !== undefined ? { container } : {}) } : undefined;
+}
 
-  if (version !== undefined && configMap === undefined && commandText === undefined) {
+/** A version, a migration and a Secret come together: each without the others is a mistake. */
+function checkTogether(annotations: Annotations, problems: string[]): void {
+  const version = annotations[A.schemaVersion];
+  const migration = annotations[A.migrationConfigMap] !== undefined || annotations[A.migrationCommand] !== undefined;
+  if (version !== undefined && !migration) {
     problems.push(
       `${A.schemaVersion} is set but no migration is given; add ${A.migrationConfigMap} (SQL files applied by the gate) ` +
         `or ${A.migrationCommand} (a Job from this Deployment's image)`,
     );
   }
-  if (version === undefined && (configMap !== undefined || commandText !== undefined)) {
+  if (version === undefined && migration) {
     problems.push(`a migration is given but ${A.schemaVersion} is not set; add the schema version this release needs`);
   }
-  if (version !== undefined && secret === undefined) {
+  if (version !== undefined && annotations[A.databaseSecret] === undefined) {
     problems.push(
       `${A.schemaVersion} is set but ${A.databaseSecret} is not; name the Secret (key "url" or PGHOST/PGUSER/...) ` +
         `the gate uses to reach the database`,
     );
   }
+}
+
+function readTimeout(annotations: Annotations, problems: string[]): number {
+  const text = annotations[A.timeout];
+  if (text === undefined) return DEFAULT_TIMEOUT_SECONDS;
+  const parsed = parseDuration(text);
+  if (parsed === undefined || parsed <= 0 || parsed > MAX_TIMEOUT_SECONDS) {
+    problems.push(`${A.timeout}: "${text}" is not a duration between 1s and 24h; write e.g. "15m" or "1h30m"`);
+    return DEFAULT_TIMEOUT_SECONDS;
+  }
+  return parsed;
+}
+
+/**
+ * Reads and checks a Deployment's schema-gate annotations. Every problem names the
+ * annotation, the value found and what to write instead, all of them at once.
+ */
+export function readMemberSpec(annotations: Annotations, containerNames: string[]): SpecResult {
+  const problems: string[] = [];
+  checkNames(annotations, problems);
+  const runner = readRunner(annotations, containerNames, problems);
+  checkTogether(annotations, problems);
 
   const onFailure = annotations[A.onFailure] ?? "hold";
   if (onFailure !== "hold" && onFailure !== "rollback") {
     problems.push(`${A.onFailure}: "${onFailure}" is not a failure policy; use "hold" or "rollback"`);
   }
-
-  let timeoutSeconds = DEFAULT_TIMEOUT_SECONDS;
-  const timeoutText = annotations[A.timeout];
-  if (timeoutText !== undefined) {
-    const parsed = parseDuration(timeoutText);
-    if (parsed === undefined || parsed <= 0 || parsed > MAX_TIMEOUT_SECONDS) {
-      problems.push(`${A.timeout}: "${timeoutText}" is not a duration between 1s and 24h; write e.g. "15m" or "1h30m"`);
-    } else {
-      timeoutSeconds = parsed;
-    }
-  }
-
+  const timeoutSeconds = readTimeout(annotations, problems);
   const maintenance = bool(annotations, A.maintenance, true, problems);
   const allowDowngrade = bool(annotations, A.allowDowngrade, false, problems);
-
   const sidecar = sidecarPort(annotations);
   if (sidecar.problem) problems.push(sidecar.problem);
-
   const abort = annotations[A.abort];
   if (abort !== undefined && abort !== "true" && abort !== "false") {
     problems.push(`${A.abort}: "${abort}" must be "true" to end the window, or be removed`);
   }
 
   if (problems.length > 0) return { ok: false, problems };
+  const version = annotations[A.schemaVersion];
+  const secret = annotations[A.databaseSecret];
   return {
     ok: true,
     spec: {
-      database,
+      database: annotations[A.database] ?? "",
       onFailure: onFailure as MemberSpec["onFailure"],
       timeoutSeconds,
       maintenance,

@@ -4,7 +4,7 @@ import { annotationsOf, containerNames, type Workload } from "./objects.js";
 import { isHolding } from "./phase.js";
 
 /**
- * The steps of a migration window, in DESIGN.md's order. A window's durable progress is
+ * The steps of a migration window, in the order the README's "What happens in a window" gives. A window's durable progress is
  * the step it is in: every step is idempotent, so a gate killed mid-step runs it again.
  */
 export const STEPS = [

@@ -15,7 +15,7 @@ import { MountedConfigMap } from "../local/mounted-configmap.js";
 import { projectRoot } from "../local/paths.js";
 import type { PostgresServer } from "../local/postgres.js";
 import { createLogger } from "../logger.js";
-import { startPageServer } from "../maintenance/page-server.js";
+import { startPageServer } from "../page/page-server.js";
 import { pollUntil, sleep } from "../util/wait.js";
 
 export const DEMO_NAMESPACE = "shop-demo";

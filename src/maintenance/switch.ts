@@ -9,6 +9,7 @@ import {
   turnOnData,
   type Progress,
 } from "../core/maintenance-flag.js";
+import { MANAGED_BY, MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import { pollUntil } from "../util/wait.js";
@@ -32,7 +33,6 @@ export const noMaintenance: MaintenanceSwitch = {
   progress: async () => undefined,
 };
 
-const MERGE = k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch);
 
 export class FlagNotOwned extends Error {}
 
@@ -117,12 +117,12 @@ export class FlagSwitch implements MaintenanceSwitch {
           const values = Object.fromEntries(Object.entries(data).filter((e): e is [string, string] => e[1] !== null));
           await this.core.createNamespacedConfigMap({
             namespace,
-            body: { metadata: { name: FLAG_NAME, labels: { "app.kubernetes.io/managed-by": "schema-gate" } }, data: values },
+            body: { metadata: { name: FLAG_NAME, labels: { ...MANAGED_BY } }, data: values },
           });
         } else {
           await this.core.patchNamespacedConfigMap(
             { name: FLAG_NAME, namespace, body: { metadata: { resourceVersion: current.metadata?.resourceVersion }, data } },
-            MERGE,
+            MERGE_PATCH,
           );
         }
         return result;

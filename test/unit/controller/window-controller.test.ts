@@ -8,7 +8,7 @@ import { reconcileGroup } from "../../../src/controller/reconcile.js";
 import type { GroupMemory } from "../../../src/controller/pass.js";
 import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
-import { FakeWorld, GROUP, NAMESPACE, type WorldOptions } from "./fake-world.js";
+import { FakeWorld, GROUP, NAMESPACE } from "./fake-world.js";
 
 type Steps = Record<Step, StepBody>;
 
@@ -162,7 +162,7 @@ describe("the window controller, driven with fakes", () => {
 
   it("aborts before the commit: every member back, nothing migrated, abort cleared", async () => {
     const world = new FakeWorld({ applied: "1" });
-    const abortAtDrain = replacing("drain", async (context) => {
+    const abortAtDrain = replacing("drain", async () => {
       world.annotate("orders", { [A.abort]: "true" });
       return { kind: "wait", ms: 100 };
     });

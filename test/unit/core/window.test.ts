@@ -41,7 +41,7 @@ function state(overrides: Partial<WindowState> = {}): WindowState {
 }
 
 describe("window core", () => {
-  it("orders the steps as DESIGN.md does and ends after maintenance-off", () => {
+  it("orders the steps as the README does and ends after maintenance-off", () => {
     const seen: Step[] = [];
     for (let step: Step = STEPS[0]; step !== "finished"; step = nextStep(step)) seen.push(step);
     assert.deepEqual(seen, ["maintenance-on", "quiesce", "drain", "terminate", "migrate", "verify", "restore", "readiness", "maintenance-off"]);

@@ -9,12 +9,12 @@
  */
 import pg from "pg";
 import YAML from "yaml";
-import { A } from "../core/annotations.js";
-import { formatMs } from "../core/window.js";
-import { pollUntil } from "../util/wait.js";
-import { startGate, waitForWebhooks } from "../../test/support/gate.js";
-import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../../test/support/env.js";
-import { shopDatabase, windowSettled } from "../../test/support/shop.js";
+import { A } from "../src/core/annotations.js";
+import { formatMs } from "../src/core/window.js";
+import { pollUntil } from "../src/util/wait.js";
+import { startGate, waitForWebhooks } from "../test/support/gate.js";
+import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
+import { shopDatabase, windowSettled } from "../test/support/shop.js";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;

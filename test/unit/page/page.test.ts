@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { parseFlag } from "../../../src/core/maintenance-flag.js";
-import { escapeHtml, pageHtml, pageJson, wantsJson } from "../../../src/maintenance/page.js";
+import { escapeHtml, pageHtml, pageJson, wantsJson } from "../../../src/page/page.js";
 
 describe("maintenance page", function () {
   it("escapes the message", function () {

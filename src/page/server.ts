@@ -1,0 +1,205 @@
+import { timingSafeEqual } from "node:crypto";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Flag } from "../core/maintenance-flag.js";
+import { SIDECAR_PATH_PREFIX } from "../core/sidecar-injection.js";
+import type { Logger } from "../logger.js";
+import { pageHtml, pageJson, wantsJson } from "./page.js";
+
+export const BYPASS_COOKIE = "schema-gate-bypass";
+export const BYPASS_HEADER = "x-schema-gate-bypass";
+export const BYPASS_QUERY = "schema-gate-bypass";
+
+export interface MaintenanceServerOptions {
+  flag: () => Flag;
+  bypassToken: () => string | undefined;
+  /** Where a request goes when it is not answered with the page; undefined: nowhere. */
+  upstream: (request: IncomingMessage) => URL | undefined;
+  /** The maintenance backend shows the page whatever the flag says; the sidecar only while it is on. */
+  pageAlways: boolean;
+  log: Logger;
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are not forwarded.
+const HOP_BY_HOP = new Set([
+  "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+  "transfer-encoding", "upgrade",
+]);
+
+function forwardHeaders(headers: http.IncomingHttpHeaders, keepUpgrade: boolean): http.OutgoingHttpHeaders {
+  const named = new Set(String(headers.connection ?? "").toLowerCase().split(",").map((h) => h.trim()));
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name === BYPASS_HEADER) continue;
+    if (!keepUpgrade && (HOP_BY_HOP.has(name) || named.has(name))) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+function cookie(request: IncomingMessage, name: string): string | undefined {
+  for (const part of (request.headers.cookie ?? "").split(";")) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return undefined;
+}
+
+function sameToken(given: string | undefined, token: string | undefined): boolean {
+  if (!given || !token) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+interface Context {
+  options: MaintenanceServerOptions;
+  agent: http.Agent;
+}
+
+function bypassed({ options }: Context, request: IncomingMessage): boolean {
+  const token = options.bypassToken();
+  return sameToken(String(request.headers[BYPASS_HEADER] ?? ""), token) || sameToken(cookie(request, BYPASS_COOKIE), token);
+}
+
+const showPage = (context: Context, request: IncomingMessage) =>
+  (context.options.pageAlways || context.options.flag().enabled) && !bypassed(context, request);
+
+function sendPage({ options }: Context, request: IncomingMessage, response: ServerResponse): void {
+  const flag = options.flag();
+  request.resume();
+  const json = wantsJson(request.headers.accept);
+  const body = json ? JSON.stringify(pageJson(flag)) : pageHtml(flag);
+  response.writeHead(503, {
+    "content-type": json ? "application/json" : "text/html; charset=utf-8",
+    "retry-after": String(flag.retryAfter),
+    "cache-control": "no-store",
+    "content-length": Buffer.byteLength(body),
+  });
+  response.end(body);
+}
+
+function proxy({ options, agent }: Context, request: IncomingMessage, response: ServerResponse): void {
+  const target = options.upstream(request);
+  if (!target) {
+    request.resume();
+    response.writeHead(502, { "content-type": "text/plain; charset=utf-8" });
+    response.end(`schema-gate: no backend for ${request.headers.host ?? ""}${request.url ?? ""}\n`);
+    return;
+  }
+  const headers = forwardHeaders(request.headers, false);
+  headers["x-forwarded-for"] = [request.headers["x-forwarded-for"], request.socket.remoteAddress].filter(Boolean).join(", ");
+  headers["x-forwarded-host"] ??= request.headers.host;
+  headers["x-forwarded-proto"] ??= "http";
+  const upstream = http.request(
+    { agent, hostname: target.hostname, port: target.port, method: request.method, path: request.url, headers },
+    (answer) => {
+      response.writeHead(answer.statusCode ?? 502, answer.statusMessage, forwardHeaders(answer.headers, false));
+      answer.pipe(response);
+      answer.on("error", () => response.destroy());
+    },
+  );
+  upstream.on("error", (error) => {
+    options.log.debug({ err: error, url: request.url }, "upstream request failed");
+    if (response.headersSent) {
+      response.destroy();
+    } else {
+      response.writeHead(502, { "content-type": "text/plain; charset=utf-8" });
+      response.end(`schema-gate: the app did not answer (${error.message})\n`);
+    }
+  });
+  // A client that goes away mid-stream takes the upstream request with it.
+  response.on("close", () => {
+    if (!response.writableFinished) upstream.destroy();
+  });
+  request.pipe(upstream);
+}
+
+function handleRequest(context: Context, request: IncomingMessage, response: ServerResponse): void {
+  const url = new URL(request.url ?? "/", "http://placeholder");
+  if (url.pathname.startsWith(SIDECAR_PATH_PREFIX)) {
+    request.resume();
+    const healthy = url.pathname === `${SIDECAR_PATH_PREFIX}healthz`;
+    response.writeHead(healthy ? 200 : 404, { "content-type": "text/plain" });
+    response.end(healthy ? "ok\n" : "not found\n");
+    return;
+  }
+  const given = url.searchParams.get(BYPASS_QUERY);
+  if (given !== null && sameToken(given, context.options.bypassToken())) {
+    // A link with the token sets the cookie once, then the address bar is clean again.
+    url.searchParams.delete(BYPASS_QUERY);
+    request.resume();
+    response.writeHead(302, {
+      location: `${url.pathname}${url.search}`,
+      "set-cookie": `${BYPASS_COOKIE}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Lax`,
+      "cache-control": "no-store",
+    });
+    response.end();
+    return;
+  }
+  if (showPage(context, request)) sendPage(context, request, response);
+  else proxy(context, request, response);
+}
+
+function handleUpgrade(context: Context, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on("error", () => socket.destroy());
+  const target = showPage(context, request) ? undefined : context.options.upstream(request);
+  if (!target) {
+    const retry = context.options.flag().retryAfter;
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${retry}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    return;
+  }
+  const upstream = http.request({
+    hostname: target.hostname,
+    port: target.port,
+    method: request.method,
+    path: request.url,
+    headers: forwardHeaders(request.headers, true),
+  });
+  upstream.on("upgrade", (answer, upstreamSocket, upstreamHead) => {
+    upstreamSocket.on("error", () => socket.destroy());
+    socket.on("close", () => upstreamSocket.destroy());
+    upstreamSocket.on("close", () => socket.destroy());
+    socket.write(statusBlock(answer));
+    if (upstreamHead.length) socket.write(upstreamHead);
+    if (head.length) upstreamSocket.write(head);
+    upstreamSocket.pipe(socket);
+    socket.pipe(upstreamSocket);
+  });
+  // The app declined the upgrade: relay its ordinary answer.
+  upstream.on("response", (answer) => {
+    socket.write(statusBlock(answer, true));
+    answer.pipe(socket);
+  });
+  upstream.on("error", () => socket.destroy());
+  upstream.end();
+}
+
+/**
+ * The HTTP server behind both the maintenance backend (`schema-gate page`) and the sidecar
+ * (`schema-gate sidecar`): while maintenance is on it answers 503 with the page, except to
+ * holders of the bypass token; otherwise it proxies to the upstream, streaming bodies both
+ * ways and passing websocket (and other) upgrades through.
+ */
+export function createMaintenanceServer(options: MaintenanceServerOptions): http.Server {
+  const context: Context = { options, agent: new http.Agent({ keepAlive: true }) };
+  const server = http.createServer((request, response) => handleRequest(context, request, response));
+  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(context, request, socket, head));
+  server.on("close", () => context.agent.destroy());
+  return server;
+}
+
+/**
+ * The status line and headers of an upstream answer, to write on a raw socket. An ordinary
+ * (declined) answer is sent decoded and ends with the connection, so its framing goes.
+ */
+function statusBlock(answer: IncomingMessage, closeDelimited = false): string {
+  const lines = [`HTTP/1.1 ${answer.statusCode} ${answer.statusMessage ?? ""}`];
+  for (let i = 0; i < answer.rawHeaders.length; i += 2) {
+    const name = answer.rawHeaders[i]!;
+    if (closeDelimited && /^(transfer-encoding|connection|keep-alive)$/i.test(name)) continue;
+    lines.push(`${name}: ${answer.rawHeaders[i + 1]}`);
+  }
+  if (closeDelimited) lines.push("Connection: close");
+  return `${lines.join("\r\n")}\r\n\r\n`;
+}
