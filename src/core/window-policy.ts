@@ -1,5 +1,6 @@
 import { A } from "./annotations.js";
-import { annotationsOf, type Workload } from "./objects.js";
+import { DEFAULT_TIMEOUT_SECONDS, readMemberSpec } from "./member-spec.js";
+import { annotationsOf, containerNames, type Workload } from "./objects.js";
 import {
   heldMembers,
   isBeforeCommit,
@@ -49,10 +50,27 @@ export function resumeStep(failure: WindowState["failure"]): Step {
   return failure && !isBeforeCommit(failure.step) ? failure.step : "quiesce";
 }
 
-/** The record after a user asked for a retry of a failed window. */
+/** The owner's `timeout` as it is now (the user may have raised it with the fix), else the default. */
+function ownerTimeoutSeconds(members: readonly Workload[], owner: string): number {
+  const member = members.find((d) => d.metadata?.name === owner);
+  const parsed = member ? readMemberSpec(annotationsOf(member), containerNames(member)) : undefined;
+  return parsed?.ok ? parsed.spec.timeoutSeconds : DEFAULT_TIMEOUT_SECONDS;
+}
+
+/**
+ * The record after a user asked for a retry of a failed window. It gets a fresh deadline:
+ * a fix that took longer than the first deadline must not make the retry fail at once.
+ */
 export function retryWindow(state: WindowState, members: readonly Workload[], now: number): WindowState {
   const { failure: _failure, ...rest } = state;
-  return { ...rest, attempt: state.attempt + 1, retryToken: retryToken(members), step: resumeStep(state.failure), stepStartedAt: iso(now) };
+  return {
+    ...rest,
+    attempt: state.attempt + 1,
+    retryToken: retryToken(members),
+    step: resumeStep(state.failure),
+    stepStartedAt: iso(now),
+    deadline: iso(now + ownerTimeoutSeconds(members, state.owner) * 1000),
+  };
 }
 
 /** The record after a user asked for an abort: undo everything without migrating. */

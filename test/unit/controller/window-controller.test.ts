@@ -181,6 +181,20 @@ describe("the window controller, driven with fakes", () => {
     assert.match(world.record.state!.failure!.message, /deadline .* passed during step drain/);
   });
 
+  it("completes a retry made long after the first deadline passed (the retry gets a fresh deadline)", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    let failures = 0;
+    const failing = replacing("migrate", async (context) => {
+      if (failures++ === 0) throw new StepFailure("syntax error at 002-stock.sql:1:5");
+      return STEP_BODIES.migrate(context);
+    });
+    assert.equal(await drive(world, world.deps(), failing), "settled");
+    world.now += 2 * 3_600_000; // the fix took two hours; the window's timeout is 30 min
+    world.annotate("billing", { [A.retry]: "1" });
+    assert.equal(await drive(world, world.deps(), failing), "settled");
+    assertDone(world);
+  });
+
   it("releases a first install's members at zero when its window is rolled back (no earlier revision)", async () => {
     const world = new FakeWorld({ onFailure: "rollback" });
     const failing = replacing("migrate", async () => {

@@ -73,6 +73,15 @@ describe("window policy", () => {
     });
   }
 
+  it("gives a retried window a fresh deadline from the owner's current timeout (a fix may take longer than the first one)", () => {
+    const expired = state({ step: "migrate", failure: failure("migrate"), deadline: new Date(T0 + 20_000).toISOString() });
+    const later = T0 + 3_600_000;
+    const retried = retryWindow(expired, [held("billing", { [A.timeout]: "10m", [A.retry]: "b" })], later);
+    assert.equal(retried.deadline, new Date(later + 10 * 60_000).toISOString());
+    const fallback = retryWindow(expired, [held("orders")], later);
+    assert.equal(fallback.deadline, new Date(later + 30 * 60_000).toISOString(), "owner gone: the default timeout");
+  });
+
   const reactions: Array<[string, Partial<WindowState>, "rollback" | "hold"]> = [
     ["holds under on-failure: hold", { step: "migrate" }, "hold"],
     ["rolls back before the commit", { step: "migrate", onFailure: "rollback" }, "rollback"],
