@@ -93,9 +93,9 @@ async function runStep(deps: WindowDeps, group: Group, state: WindowState, versi
   const next = completeStep(state, result.outcome, deps.now());
   await deps.records.save(namespace, next, version);
   deps.log.info({ ...where, ms: next.timings[state.step] }, "step finished");
-  if (!next.result) return AGAIN;
-  await finish(deps, group, next);
-  return DONE;
+  if (next.result) await finish(deps, group, next);
+  // Also after the end: a member held for another version gets its window next.
+  return AGAIN;
 }
 
 /** A step failed for the user to see: roll back (when the policy and the step allow) or hold the group for retry or abort. */

@@ -44,9 +44,20 @@ export function quiescePatch(member: Member, message: string): MergePatch | unde
   };
 }
 
-/** A held member back at its recorded replicas with `applied-version` written. */
+/**
+ * A held member back at its recorded replicas with `applied-version` written. A member
+ * that asks for another version (two upgrades raced, or a stale cache let one through)
+ * is not released on this schema: it goes back to Pending for a window of its own.
+ */
 export function restorePatch(member: Member, version: string, message: string): MergePatch | undefined {
-  if (!isHolding(annotationsOf(member)[A.phase])) return undefined;
+  const annotations = annotationsOf(member);
+  if (!isHolding(annotations[A.phase])) return undefined;
+  const wants = annotations[A.schemaVersion];
+  if (wants !== undefined && wants !== version) {
+    const waiting = `waiting for a window to schema version ${wants} (this window applied ${version})`;
+    if (annotations[A.phase] === Phase.Pending && annotations[A.message] === waiting) return undefined;
+    return { metadata: { annotations: { [A.phase]: Phase.Pending, [A.message]: waiting } } };
+  }
   return {
     metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null } },
     spec: { replicas: desiredReplicas(member) },

@@ -39,6 +39,8 @@ export interface WorldOptions {
   /** The version already applied; undefined for a first install. */
   applied?: string;
   members?: string[];
+  /** A member's own target version, where it is not "2". */
+  versions?: Record<string, string>;
 }
 
 export class FakeWorld {
@@ -70,7 +72,7 @@ export class FakeWorld {
       this.applied.set("001-items.sql", 1);
       this.versions.add(options.applied);
     }
-    for (const name of members) this.addMember(name, "2", options.applied);
+    for (const name of members) this.addMember(name, options.versions?.[name] ?? "2", options.applied);
   }
 
   private write(): void {

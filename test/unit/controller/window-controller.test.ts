@@ -195,6 +195,21 @@ describe("the window controller, driven with fakes", () => {
     assertDone(world);
   });
 
+  it("does not release a member held for another version: two racing upgrades get one window each", async () => {
+    const world = new FakeWorld({ applied: "1", versions: { orders: "3" } });
+    const restored: string[][] = [];
+    const watching = replacing("restore", async (context) => {
+      const result = await STEP_BODIES.restore(context);
+      restored.push(MEMBERS.map((name) => `${name}@${world.deployment(name).metadata?.annotations?.[A.appliedVersion]}`));
+      return result;
+    });
+    assert.equal(await drive(world, world.deps(), watching), "settled");
+    assert.deepEqual(restored[0], ["billing@2", "catalog@2", "orders@1"], "the v2 window leaves orders (v3) held");
+    const orders = world.deployment("orders");
+    assert.equal(orders.metadata?.annotations?.[A.appliedVersion], "3", "then orders gets its own version, never v2");
+    assert.equal(orders.spec?.replicas, 2);
+  });
+
   it("releases a first install's members at zero when its window is rolled back (no earlier revision)", async () => {
     const world = new FakeWorld({ onFailure: "rollback" });
     const failing = replacing("migrate", async () => {

@@ -154,6 +154,12 @@ describe("member patches", () => {
     assert.equal(desiredReplicas(member("a", { [A.desiredReplicas]: "x" })), 1);
   });
 
+  it("releases only members that want the window's version; one held at another version waits for its own window", () => {
+    assert.equal(restorePatch(member("a", { [A.phase]: "Migrating" }), "2", "m")?.spec !== undefined, true, "a member with no version of its own is released");
+    const other = restorePatch(held("c", { [A.schemaVersion]: "3", [A.phase]: "Migrating" }), "2", "m");
+    assert.deepEqual(other, { metadata: { annotations: { [A.phase]: "Pending", [A.message]: "waiting for a window to schema version 3 (this window applied 2)" } } });
+  });
+
   it("re-zeroes a held member someone scaled up, and marks only held members", () => {
     assert.deepEqual(rezeroPatch({ ...held("a"), spec: { replicas: 2 } }), { spec: { replicas: 0 } });
     assert.equal(rezeroPatch(member("a", { [A.phase]: "Done" }, 2)), undefined);
