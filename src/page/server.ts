@@ -37,12 +37,45 @@ function forwardHeaders(headers: http.IncomingHttpHeaders, keepUpgrade: boolean)
   return out;
 }
 
+/** A request's cookie; one that is not valid percent-encoding is taken as it is (and so matches no token). */
 function cookie(request: IncomingMessage, name: string): string | undefined {
   for (const part of (request.headers.cookie ?? "").split(";")) {
     const [key, ...value] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(value.join("="));
+    if (key === name) return safeDecode(value.join("="));
   }
   return undefined;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The request's path and query, or undefined for a target `new URL` cannot read (e.g. `http://[`). */
+function requestUrl(request: IncomingMessage): URL | undefined {
+  try {
+    return new URL(request.url ?? "/", "http://placeholder");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a request goes; a route the gate cannot turn into a URL counts as none. */
+function upstreamOf({ options }: Context, request: IncomingMessage): URL | undefined {
+  try {
+    return options.upstream(request);
+  } catch (error) {
+    options.log.warn({ err: error, url: request.url }, "no usable upstream for a request");
+    return undefined;
+  }
+}
+
+function plain(response: ServerResponse, status: number, text: string): void {
+  response.writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+  response.end(`${text}\n`);
 }
 
 function sameToken(given: string | undefined, token: string | undefined): boolean {
@@ -79,8 +112,9 @@ function sendPage({ options }: Context, request: IncomingMessage, response: Serv
   response.end(body);
 }
 
-function proxy({ options, agent }: Context, request: IncomingMessage, response: ServerResponse): void {
-  const target = options.upstream(request);
+function proxy(context: Context, request: IncomingMessage, response: ServerResponse): void {
+  const { options, agent } = context;
+  const target = upstreamOf(context, request);
   if (!target) {
     request.resume();
     response.writeHead(502, { "content-type": "text/plain; charset=utf-8" });
@@ -116,7 +150,12 @@ function proxy({ options, agent }: Context, request: IncomingMessage, response: 
 }
 
 function handleRequest(context: Context, request: IncomingMessage, response: ServerResponse): void {
-  const url = new URL(request.url ?? "/", "http://placeholder");
+  const url = requestUrl(request);
+  if (!url) {
+    request.resume();
+    plain(response, 400, "schema-gate: the request target is not a valid URL");
+    return;
+  }
   if (url.pathname.startsWith(SIDECAR_PATH_PREFIX)) {
     request.resume();
     const healthy = url.pathname === `${SIDECAR_PATH_PREFIX}healthz`;
@@ -143,7 +182,7 @@ function handleRequest(context: Context, request: IncomingMessage, response: Ser
 
 function handleUpgrade(context: Context, request: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on("error", () => socket.destroy());
-  const target = showPage(context, request) ? undefined : context.options.upstream(request);
+  const target = showPage(context, request) || !requestUrl(request) ? undefined : upstreamOf(context, request);
   if (!target) {
     const retry = context.options.flag().retryAfter;
     socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: ${retry}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -183,8 +222,24 @@ function handleUpgrade(context: Context, request: IncomingMessage, socket: Duple
  */
 export function createMaintenanceServer(options: MaintenanceServerOptions): http.Server {
   const context: Context = { options, agent: new http.Agent({ keepAlive: true }) };
-  const server = http.createServer((request, response) => handleRequest(context, request, response));
-  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(context, request, socket, head));
+  // This server faces the internet during maintenance: no request may take it down.
+  const server = http.createServer((request, response) => {
+    try {
+      handleRequest(context, request, response);
+    } catch (error) {
+      options.log.error({ err: error, url: request.url }, "request failed");
+      if (!response.headersSent) plain(response, 500, "schema-gate: internal error");
+      else response.destroy();
+    }
+  });
+  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      handleUpgrade(context, request, socket, head);
+    } catch (error) {
+      options.log.error({ err: error, url: request.url }, "upgrade failed");
+      socket.destroy();
+    }
+  });
   server.on("close", () => context.agent.destroy());
   return server;
 }

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -285,6 +285,49 @@ describe("the maintenance page and sidecar over real HTTP", function () {
       assert.equal(unrouted.status, 502);
     } finally {
       await page.stop();
+    }
+  });
+
+  describe("hostile requests (each once, then the process must still serve)", function () {
+    /** Sends raw bytes and returns the status line the server answered with ("" if it closed without one). */
+    function raw(url: string, text: string): Promise<string> {
+      const { port } = new URL(url);
+      return new Promise((resolve, reject) => {
+        // Written without half-closing: the server closes after its answer (Connection: close).
+        const socket = net.connect(Number(port), "127.0.0.1", () => socket.write(text));
+        socket.setTimeout(10_000, () => socket.destroy());
+        let answer = "";
+        socket.on("data", (chunk) => (answer += chunk.toString("latin1")));
+        socket.on("close", () => resolve(answer.split("\r\n")[0] ?? ""));
+        socket.on("error", reject);
+      });
+    }
+
+    const HOSTILE: Array<[string, string]> = [
+      ["a bypass cookie that is not valid percent-encoding", "GET /hello HTTP/1.1\r\nHost: x\r\nCookie: schema-gate-bypass=%\r\nConnection: close\r\n\r\n"],
+      ["an absolute request target with a broken host", "GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+      ["a bypass query that is not valid percent-encoding", "GET /?schema-gate-bypass=%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+      ["a bypassed request whose recorded route is not a URL", `GET /hello HTTP/1.1\r\nHost: x\r\nx-schema-gate-bypass: ${TOKEN}\r\nConnection: close\r\n\r\n`],
+      ["an upgrade with a broken target", "GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"],
+    ];
+
+    for (const command of ["sidecar", "page"] as const) {
+      for (const [what, text] of HOSTILE) {
+        it(`${command}: answers ${what} with an HTTP status and keeps serving`, async function () {
+          const routes = JSON.stringify([{ host: "x", path: "/", pathType: "Prefix", url: "http://[" }]);
+          const flags = await MountedConfigMap.create({ enabled: "true", message: MESSAGE, routes });
+          const server = await startPageProcess(command, flags.dir, bypassFile, command === "sidecar" ? `http://127.0.0.1:${app.port}` : undefined);
+          try {
+            const status = await raw(server.url, text);
+            assert.match(status, /^HTTP\/1\.1 [1-5][0-9][0-9] /, `answer: ${JSON.stringify(status)}`);
+            await sleep(100);
+            assert.equal(server.child.exitCode, null, "the process is still running");
+            assert.equal((await fetch(`${server.url}/.schema-gate/healthz`)).status, 200);
+          } finally {
+            await server.stop();
+          }
+        });
+      }
     }
   });
 });
