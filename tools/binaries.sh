@@ -17,6 +17,8 @@ HELM_VERSION=v3.22.0
 # Prometheus 3.x is published as Go module versions v0.3xx.y: v0.316.0 is Prometheus 3.16.0.
 # Only its promtool is built (checks and unit-tests the alerting rules).
 PROMETHEUS_VERSION=v0.316.0
+# krew and its manifest validator (the one krew-index runs) check the kubectl plugin's manifest.
+KREW_VERSION=v0.4.3
 
 CACHE="${SCHEMA_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/schema-gate}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -31,6 +33,7 @@ declare -A COMPONENT_OF=(
   [kubelet]=kubernetes [kube-proxy]=kubernetes
   [kwok]=kwok [kwokctl]=kwok [helm]=helm
   [promtool]=prometheus
+  [krew]=krew [validate-krew-manifest]=krew
 )
 declare -A COMPONENT_DIR=(
   [etcd]="$CACHE/etcd-$ETCD_VERSION"
@@ -38,8 +41,9 @@ declare -A COMPONENT_DIR=(
   [kwok]="$CACHE/kwok-$KWOK_VERSION"
   [helm]="$CACHE/helm-$HELM_VERSION"
   [prometheus]="$CACHE/prometheus-$PROMETHEUS_VERSION"
+  [krew]="$CACHE/krew-$KREW_VERSION"
 )
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm promtool)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm promtool krew validate-krew-manifest)
 
 # A throwaway module whose go.mod replaces each of $module's local `=> ../x` or
 # `=> ./staging/...` paths by the published module at the given version.
@@ -103,6 +107,11 @@ build_prometheus() {
     "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
 }
 
+build_krew() {
+  GOBIN="$1" go install -trimpath -ldflags "-s -w -X sigs.k8s.io/krew/internal/version.gitTag=$KREW_VERSION" \
+    "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION" "sigs.k8s.io/krew/cmd/validate-krew-manifest@$KREW_VERSION"
+}
+
 # Builds into a temporary directory and renames it, so an interrupted build never
 # looks like a cache hit.
 # A cache from before a binary joined its component counts as missing, so it is rebuilt.
@@ -136,7 +145,7 @@ find_binary() {
 
 case "${1:-}" in
   --versions)
-    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION prometheus=$PROMETHEUS_VERSION" ;;
+    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION prometheus=$PROMETHEUS_VERSION krew=$KREW_VERSION" ;;
   --build)
     total=$SECONDS
     for b in "${BINARIES[@]}"; do find_binary "$b" > /dev/null; done
