@@ -198,7 +198,7 @@ describe("Helm chart (charts/schema-gate)", function () {
     assert.equal(one(given, "Deployment").spec.template.spec.volumes[0].secret.secretName, "my-tls");
     const open = await template({ certificates: { mode: "secret" } });
     for (const hook of hooksOf(open)) assert.equal(hook.clientConfig.caBundle, undefined);
-    await assert.rejects(template({ certificates: { mode: "vault" } }), /certificates\.mode: "vault" is not one of/);
+    await assert.rejects(template({ certificates: { mode: "vault" } }), /at '\/certificates\/mode': value must be one of 'generate', 'certManager', 'secret'/);
   });
 
   it("renders a NetworkPolicy only when asked, and only with the apiserver's addresses", async function () {
@@ -256,6 +256,12 @@ describe("Helm chart (charts/schema-gate)", function () {
     const dashboard = one(objects, "ConfigMap");
     assert.equal(dashboard.metadata.labels.grafana_dashboard, "1");
     assert.deepEqual(JSON.parse(dashboard.data["schema-gate.json"]), JSON.parse(await readFile(join(chart, "dashboards", "schema-gate.json"), "utf8")));
+  });
+
+  it("refuses values that values.schema.json does not allow: wrong types, misspelt keys", async function () {
+    await assert.rejects(template({ replicas: "two" }), /at '\/replicas': got string, want integer/);
+    await assert.rejects(template({ replica: 3 }), /additional properties 'replica' not allowed/);
+    await assert.rejects(template({ networkPolicy: { enabled: true, apiserver: { cidrs: ["10.0.0.1/32"] } } }), /additional properties 'apiserver' not allowed/);
   });
 
   it("documents every value in its README and comments every value in values.yaml", async function () {

@@ -55,14 +55,8 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "schema-gate.serviceAc
 {{- concat (list "kube-system" .Release.Namespace) .Values.excludeNamespaces | uniq | toJson }}
 {{- end }}
 
+{{/* What values.schema.json cannot say well. */}}
 {{- define "schema-gate.validateValues" -}}
-{{- $modes := list "generate" "certManager" "secret" }}
-{{- if not (has .Values.certificates.mode $modes) }}
-{{- fail (printf "certificates.mode: %q is not one of generate, certManager, secret" .Values.certificates.mode) }}
-{{- end }}
-{{- if not (has .Values.podAntiAffinity (list "soft" "hard" "none")) }}
-{{- fail (printf "podAntiAffinity: %q is not one of soft, hard, none" .Values.podAntiAffinity) }}
-{{- end }}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "serviceAccount.name is required when serviceAccount.create is false: the webhooks must know the gate's own account" }}
 {{- end }}
