@@ -14,6 +14,11 @@ KUBERNETES_VERSION=v1.36.3
 ETCD_VERSION=v3.6.10
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+# Prometheus 3.x is published as Go module versions v0.3xx.y: v0.316.0 is Prometheus 3.16.0.
+# Only its promtool is built (checks and unit-tests the alerting rules).
+PROMETHEUS_VERSION=v0.316.0
+# krew and its manifest validator (the one krew-index runs) check the kubectl plugin's manifest.
+KREW_VERSION=v0.4.3
 
 CACHE="${SCHEMA_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/schema-gate}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -27,14 +32,18 @@ declare -A COMPONENT_OF=(
   [kube-scheduler]=kubernetes [kubectl]=kubernetes
   [kubelet]=kubernetes [kube-proxy]=kubernetes
   [kwok]=kwok [kwokctl]=kwok [helm]=helm
+  [promtool]=prometheus
+  [krew]=krew [validate-krew-manifest]=krew
 )
 declare -A COMPONENT_DIR=(
   [etcd]="$CACHE/etcd-$ETCD_VERSION"
   [kubernetes]="$CACHE/kubernetes-$KUBERNETES_VERSION"
   [kwok]="$CACHE/kwok-$KWOK_VERSION"
   [helm]="$CACHE/helm-$HELM_VERSION"
+  [prometheus]="$CACHE/prometheus-$PROMETHEUS_VERSION"
+  [krew]="$CACHE/krew-$KREW_VERSION"
 )
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm promtool krew validate-krew-manifest)
 
 # A throwaway module whose go.mod replaces each of $module's local `=> ../x` or
 # `=> ./staging/...` paths by the published module at the given version.
@@ -87,6 +96,22 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# The module has no replace directives, so `go install` builds it as published. remove_all_sd
+# leaves out the cloud service discoveries promtool does not need for rules (a much
+# smaller build); the version is what `promtool --version` prints.
+build_prometheus() {
+  local v=${PROMETHEUS_VERSION#v0.}
+  local version="3.$((10#${v%%.*} - 300)).${v#*.}"
+  GOBIN="$1" go install -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$version" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+}
+
+build_krew() {
+  GOBIN="$1" go install -trimpath -ldflags "-s -w -X sigs.k8s.io/krew/internal/version.gitTag=$KREW_VERSION" \
+    "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION" "sigs.k8s.io/krew/cmd/validate-krew-manifest@$KREW_VERSION"
+}
+
 # Builds into a temporary directory and renames it, so an interrupted build never
 # looks like a cache hit.
 # A cache from before a binary joined its component counts as missing, so it is rebuilt.
@@ -120,7 +145,7 @@ find_binary() {
 
 case "${1:-}" in
   --versions)
-    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION" ;;
+    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION prometheus=$PROMETHEUS_VERSION krew=$KREW_VERSION" ;;
   --build)
     total=$SECONDS
     for b in "${BINARIES[@]}"; do find_binary "$b" > /dev/null; done
