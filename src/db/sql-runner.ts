@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { lineAndColumn, pendingFiles, type AppliedFile, type MigrationFile } from "../core/migrations.js";
+import { fileTransaction } from "../core/sql-statements.js";
 
 /** A migration that did not apply, with where in which file, for the Event and the user. */
 export class MigrationError extends Error {
@@ -73,11 +74,11 @@ export class SqlRunner {
       // Read under the lock: another runner may have applied some files meanwhile.
       const pending = await this.pending(files);
       const ran: string[] = [];
-      for (const file of pending) {
+      for (const { file, sql } of runnableFiles(pending)) {
         const started = Date.now();
         await this.client.query("BEGIN");
         try {
-          await this.client.query(file.sql);
+          await this.client.query(sql);
           await this.client.query(
             `INSERT INTO ${HISTORY} (file, checksum, version, duration_ms) VALUES ($1, $2, $3, $4)`,
             [file.name, file.checksum, version, Date.now() - started],
@@ -96,6 +97,18 @@ export class SqlRunner {
       await this.client.query("SELECT pg_advisory_unlock(hashtext($1))", [`schema-gate:${this.group}`]).catch(() => undefined);
     }
   }
+}
+
+/**
+ * What each pending file runs as, checked for all of them before the first one runs, so a
+ * refused file (transaction control inside it) leaves nothing half-done.
+ */
+export function runnableFiles(pending: MigrationFile[]): Array<{ file: MigrationFile; sql: string }> {
+  return pending.map((file) => {
+    const transaction = fileTransaction(file);
+    if (transaction.kind === "refused") throw new MigrationError(transaction.problem, file.name);
+    return { file, sql: transaction.sql };
+  });
 }
 
 function describe(error: unknown, file: MigrationFile): MigrationError {

@@ -4,7 +4,7 @@ import type { SessionRecord } from "../core/window.js";
 import { withSession } from "./connect.js";
 import { migrationFailure } from "./errors.js";
 import { terminateOtherSessions } from "./sessions.js";
-import { SqlRunner } from "./sql-runner.js";
+import { runnableFiles, SqlRunner } from "./sql-runner.js";
 
 /** The migration session waits at most this long for a lock (a session that escaped termination). */
 const LOCK_TIMEOUT_MS = 10_000;
@@ -12,12 +12,21 @@ const LOCK_TIMEOUT_MS = 10_000;
 /** What a window does in PostgreSQL, one short session per call. */
 export const windowSql = {
   async recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean> {
-    return withSession(target, { applicationName: "schema-gate" }, async (client) => {
-      const runner = new SqlRunner(client, group);
-      if ((await runner.pending(files)).length > 0) return false;
-      await runner.apply([], version);
-      return true;
-    });
+    try {
+      return await withSession(target, { applicationName: "schema-gate" }, async (client) => {
+        const runner = new SqlRunner(client, group);
+        const pending = await runner.pending(files);
+        if (pending.length === 0) {
+          await runner.apply([], version);
+          return true;
+        }
+        // A file the runner would refuse is reported now, before a window stops anything.
+        runnableFiles(pending);
+        return false;
+      });
+    } catch (error) {
+      throw migrationFailure(error);
+    }
   },
 
   async terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]> {

@@ -104,6 +104,31 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await client.end();
   });
 
+  it("refuses a file that commits halfway before running anything, and applies a file wrapped whole in BEGIN ... COMMIT once", async function () {
+    const client = await openSession(target);
+    const runner = new SqlRunner(client, "shop-db");
+    const halfway = migrationFiles({
+      "001_ok.sql": "ALTER TABLE items ADD COLUMN ok int;",
+      "002_psql.sql": "BEGIN; CREATE TABLE t1(id int); COMMIT; SELECT 1/0;",
+    });
+    await assert.rejects(runner.apply(halfway, "2"), (error: MigrationError) => {
+      assert.match(error.message, /^002_psql\.sql:1:\d+: COMMIT controls the transaction/);
+      return true;
+    });
+    assert.equal((await client.query("SELECT to_regclass('t1') AS t")).rows[0].t, null, "nothing of the file ran");
+    assert.deepEqual(await runner.applied(), [], "and nothing before it either: the refusal comes first");
+
+    const wrapped = migrationFiles({
+      "001_ok.sql": "ALTER TABLE items ADD COLUMN ok int;",
+      "002_psql.sql": "BEGIN;\nCREATE TABLE t2(id int);\nCOMMIT;\n",
+    });
+    assert.deepEqual(await runner.apply(wrapped, "2"), ["001_ok.sql", "002_psql.sql"]);
+    assert.deepEqual(await runner.apply(wrapped, "2"), [], "exactly once");
+    assert.equal((await client.query("SELECT to_regclass('t2') AS t")).rows[0].t, "t2");
+    assert.deepEqual((await runner.applied()).map((a) => a.name), ["001_ok.sql", "002_psql.sql"]);
+    await client.end();
+  });
+
   it("applies each file once when two runners race (advisory lock)", async function () {
     const [a, b] = await Promise.all([openSession(target), openSession(target)]);
     const files = migrationFiles({

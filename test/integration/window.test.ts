@@ -189,6 +189,25 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       assert.deepEqual(await columns(url), ["id", "name", "price", "stock", "x"]);
     });
 
+    it("refuses a psql-style file that commits halfway before a window opens: an Event names the file and the fix", async function () {
+      const { ns, url } = await installedShop("fail-txn", "hold");
+      const HALFWAY = { ...V1, "002-stock.sql": "BEGIN; CREATE TABLE t1(id int); COMMIT; SELECT 1/0;" };
+      await releaseShop(env, ns, { schemaVersion: "2", sql: HALFWAY, onFailure: "hold" });
+      // On the members held when the check ran: billing, the owner, first of all.
+      const warning = await pollUntil(async () => (await eventsOf(env, ns, "billing")).find((e) => e.reason === "MigrationCheckFailed"),
+        { timeoutMs: 20_000, what: "the MigrationCheckFailed Event" });
+      assert.match(warning.message ?? "", /002-stock\.sql:1:\d+: COMMIT controls the transaction .* split the file/);
+      assert.equal((await windowRecord(env, ns))?.version, "1", "no window opened for version 2");
+      assert.deepEqual((await history(url)).map((h) => h.file), ["001-items.sql"]);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        assert.equal((await client.query("SELECT to_regclass('t1') AS t")).rows[0].t, null);
+      } finally {
+        await client.end();
+      }
+    });
+
     it("rollback: returns the previous template at its replicas and records nothing", async function () {
       const { ns, url } = await installedShop("fail-rollback", "rollback");
       await releaseShop(env, ns, { schemaVersion: "2", sql: BROKEN, onFailure: "rollback" });
