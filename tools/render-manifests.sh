@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Writes the kustomize install (manifests/base/{rbac,deployment,webhooks}.yaml and
+# Writes the kustomize install (manifests/base/{crds,rbac,deployment,webhooks}.yaml and
 # manifests/cert-manager/certificate.yaml) from the Helm chart, so that `helm install` and
 # `kubectl apply -k manifests/` install the same objects from one source: charts/schema-gate.
 # Edit the chart, then run this (`npm run manifests`); a test fails while the committed
@@ -35,3 +35,9 @@ render base/rbac.yaml secret rbac.yaml
 render base/deployment.yaml secret deployment.yaml pdb.yaml service.yaml
 render base/webhooks.yaml secret webhooks.yaml
 render cert-manager/certificate.yaml certManager certificate.yaml
+# Helm installs crds/ as they are (before the templates, never templated); kustomize gets a copy.
+{
+  echo "# Copied by tools/render-manifests.sh from charts/schema-gate/crds/migrationwindows.yaml."
+  echo "# Do not edit: change the chart and run \`npm run manifests\`."
+  cat charts/schema-gate/crds/migrationwindows.yaml
+} >"$out/base/crds.yaml"

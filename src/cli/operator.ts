@@ -3,9 +3,9 @@ import { Command } from "commander";
 import { A } from "../core/annotations.js";
 import { annotationsOf } from "../core/objects.js";
 import { isHolding } from "../core/phase.js";
-import { describeStep, parseWindowState, type Step, type WindowState } from "../core/window.js";
-import { WindowStore, WINDOW_KEY } from "../controller/window-store.js";
-import { MERGE_PATCH, WINDOW_SELECTOR } from "../k8s/constants.js";
+import { describeStep, type Step, type WindowState } from "../core/window.js";
+import { WindowStore } from "../controller/window-store.js";
+import { MERGE_PATCH } from "../k8s/constants.js";
 import { checkWindowRequest, groupPhase, waitOutcome, WaitExit } from "../core/wait-outcome.js";
 import { loadKubeConfig } from "../k8s/kubeconfig.js";
 import { sleep } from "../util/wait.js";
@@ -50,9 +50,7 @@ export async function readStatus(kc: k8s.KubeConfig, namespace: string | undefin
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const [deployments, records, events] = await Promise.all([
     namespace ? apps.listNamespacedDeployment({ namespace }) : apps.listDeploymentForAllNamespaces(),
-    namespace
-      ? core.listNamespacedConfigMap({ namespace, labelSelector: WINDOW_SELECTOR })
-      : core.listConfigMapForAllNamespaces({ labelSelector: WINDOW_SELECTOR }),
+    new WindowStore(kc).list(namespace),
     namespace ? core.listNamespacedEvent({ namespace }) : core.listEventForAllNamespaces(),
   ]);
   const groups = new Map<string, GroupStatus & { state?: WindowState; deployments: k8s.V1Deployment[] }>();
@@ -65,10 +63,8 @@ export async function readStatus(kc: k8s.KubeConfig, namespace: string | undefin
     const group = annotationsOf(d)[A.database];
     if (group) entry(d.metadata!.namespace!, group).deployments.push(d);
   }
-  for (const map of records.items) {
-    const parsed = parseWindowState(map.data?.[WINDOW_KEY]);
-    const group = map.metadata?.labels?.["schema-gate.dev/database"];
-    if (parsed.ok && parsed.state && group) entry(map.metadata!.namespace!, group).state = parsed.state;
+  for (const record of records) {
+    if (record.state) entry(record.namespace, record.group).state = record.state;
   }
   const result: GroupStatus[] = [];
   for (const g of [...groups.values()].sort((a, b) => `${a.namespace}/${a.group}`.localeCompare(`${b.namespace}/${b.group}`))) {

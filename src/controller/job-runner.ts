@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import { maskCredentials } from "../core/mask.js";
 import { buildMigrationJob } from "../core/migration-job.js";
 import type { Runner } from "../core/member-spec.js";
 import { migrationJobName, type WindowState } from "../core/window.js";
@@ -45,8 +46,11 @@ export class JobRunner implements MigrationJobs {
     const tail = await this.logTail(namespace, name);
     return {
       kind: "failed",
-      message: `migration Job ${namespace}/${name} failed (${failed.reason ?? "Failed"}: ${failed.message ?? "no message"})` +
-        (tail ? `; last log lines:\n${tail}` : ""),
+      // The log tail goes into Events and annotations: no credential the tool printed goes with it.
+      message: maskCredentials(
+        `migration Job ${namespace}/${name} failed (${failed.reason ?? "Failed"}: ${failed.message ?? "no message"})` +
+          (tail ? `; last log lines:\n${tail}` : ""),
+      ),
     };
   }
 

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
-import { matchesSelector } from "../core/selector.js";
+import { podsBlockingDrain } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
@@ -69,14 +69,8 @@ export class Members implements GroupMembers {
 
   async podsLeft(group: Group): Promise<string[]> {
     const [cronJobs, pods] = await Promise.all([this.cronJobs(group), this.core.listNamespacedPod({ namespace: group.namespace })]);
-    const jobs = new Set(cronJobs.flatMap((c) => (c.status?.active ?? []).map((ref) => ref.name)));
-    return pods.items
-      .filter(
-        (pod) =>
-          group.deployments.some((d) => matchesSelector(pod.metadata?.labels, d.spec?.selector)) ||
-          jobs.has(pod.metadata?.labels?.["job-name"]),
-      )
-      .map((pod) => pod.metadata!.name!);
+    const runs = new Set(cronJobs.flatMap((c) => (c.status?.active ?? []).flatMap((ref) => (ref.name ? [ref.name] : []))));
+    return podsBlockingDrain(pods.items, group.deployments, runs);
   }
 
   async replicaSets(namespace: string): Promise<ReplicaSetLike[]> {

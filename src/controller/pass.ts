@@ -1,3 +1,4 @@
+import { maskCredentials } from "../core/mask.js";
 import type { Settling } from "../core/window-policy.js";
 import type { Group, WindowDeps } from "./deps.js";
 
@@ -24,8 +25,9 @@ export interface GroupMemory {
 
 /** A warning logged and told on the members once per cause, however often the pass repeats. */
 export async function warnOnce(deps: WindowDeps, group: Group, memory: GroupMemory, reason: string, message: string, targets = group.deployments): Promise<void> {
-  if (memory.reported === message) return;
-  memory.reported = message;
-  deps.log.warn({ namespace: group.namespace, group: group.name, reason }, message);
-  await deps.narrate(targets, "Warning", reason, message);
+  const masked = maskCredentials(message);
+  if (memory.reported === masked) return;
+  memory.reported = masked;
+  deps.log.warn({ namespace: group.namespace, group: group.name, reason }, masked);
+  await deps.narrate(targets, "Warning", reason, masked);
 }

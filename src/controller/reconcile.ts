@@ -10,6 +10,7 @@ import {
 } from "../core/window-policy.js";
 import { decideWindow, formatMs, StepFailure, type WindowState } from "../core/window.js";
 import { A } from "../core/annotations.js";
+import { maskCredentials } from "../core/mask.js";
 import { isConnectionError } from "../db/errors.js";
 import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
@@ -99,8 +100,10 @@ async function runStep(deps: WindowDeps, group: Group, state: WindowState, versi
 }
 
 /** A step failed for the user to see: roll back (when the policy and the step allow) or hold the group for retry or abort. */
-export async function failWindow(deps: WindowDeps, group: Group, state: WindowState, version: string | undefined, message: string): Promise<void> {
+export async function failWindow(deps: WindowDeps, group: Group, state: WindowState, version: string | undefined, reported: string): Promise<void> {
   const { namespace } = group;
+  // Database errors and tools' output reach the record, annotations and Events: no credentials.
+  const message = maskCredentials(reported);
   const reaction = reactToFailure(state, message, deps.now());
   deps.log.error({ namespace, group: state.group, window: state.id, step: state.step }, `window failed: ${message}`);
   if (reaction.kind === "rollback") {

@@ -3,6 +3,7 @@ import { migrationJobName, type WindowState } from "./window.js";
 
 export const WINDOW_LABEL = "schema-gate.dev/window";
 export const GROUP_LABEL = "schema-gate.dev/database";
+export const WINDOW_ID_ANNOTATION = "schema-gate.dev/window-id";
 
 /** Keys a Job's pod template may not carry over from a Deployment's. */
 const DROPPED_CONTAINER_KEYS = ["livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "ports"] as const;
@@ -31,7 +32,13 @@ export function buildMigrationJob(
     (c) => c.restartPolicy !== "Always",
   );
   const name = migrationJobName(state);
-  const labels = { [GROUP_LABEL]: state.group, [WINDOW_LABEL]: state.id };
+  // A window id grows with the group name past a label value's 63 characters; the Job's
+  // own name (bounded, unique per window and attempt) labels it, the id goes in an annotation.
+  const labels = { [GROUP_LABEL]: state.group, [WINDOW_LABEL]: name };
+  // The pod keeps the template's labels and annotations: NetworkPolicies that let the app
+  // reach its database, Vault or CSI injection and mesh settings apply to its migration too.
+  const podLabels = { ...(template.metadata?.labels ?? {}) };
+  delete podLabels["pod-template-hash"];
   return {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -39,14 +46,17 @@ export function buildMigrationJob(
       name,
       namespace: deployment.metadata?.namespace,
       labels,
-      annotations: { "schema-gate.dev/schema-version": state.version },
+      annotations: { "schema-gate.dev/schema-version": state.version, [WINDOW_ID_ANNOTATION]: state.id },
     },
     spec: {
       backoffLimit: 0,
       activeDeadlineSeconds: Math.max(1, Math.floor(activeDeadlineSeconds)),
       ttlSecondsAfterFinished: 7 * 24 * 3600,
       template: {
-        metadata: { labels: { ...labels } },
+        metadata: {
+          labels: { ...podLabels, ...labels },
+          ...(template.metadata?.annotations ? { annotations: { ...template.metadata.annotations } } : {}),
+        },
         spec: {
           ...spec,
           ...(initContainers && initContainers.length > 0 ? { initContainers } : { initContainers: undefined }),

@@ -1,5 +1,7 @@
 import { A } from "./annotations.js";
 import { DEFAULT_TIMEOUT_SECONDS, readMemberSpec } from "./member-spec.js";
+import { WINDOW_LABEL } from "./migration-job.js";
+import { matchesSelector } from "./selector.js";
 import { annotationsOf, containerNames, type Workload } from "./objects.js";
 import {
   heldMembers,
@@ -148,4 +150,26 @@ export const ENDINGS: Record<WindowResult, { metric: string; reason: string; ver
 export function windowSecret(members: readonly Workload[], state: Pick<WindowState, "owner">): string | undefined {
   const owner = members.find((d) => d.metadata?.name === state.owner) ?? members.find((d) => annotationsOf(d)[A.databaseSecret]);
   return owner ? annotationsOf(owner)[A.databaseSecret] : undefined;
+}
+
+export interface PodLike {
+  metadata?: { name?: string; labels?: Record<string, string> };
+  status?: { phase?: string };
+}
+
+/**
+ * The pods the drain step waits for: those of the group's Deployments and of its CronJobs'
+ * running Jobs, terminating ones included. A pod that has ended holds no connection, and a
+ * migration pod of the gate's own (it carries the pod template's labels) is not a client.
+ */
+export function podsBlockingDrain(
+  pods: readonly PodLike[],
+  members: ReadonlyArray<{ spec?: { selector?: Parameters<typeof matchesSelector>[1] } }>,
+  cronJobRuns: ReadonlySet<string>,
+): string[] {
+  return pods
+    .filter((pod) => pod.status?.phase !== "Succeeded" && pod.status?.phase !== "Failed")
+    .filter((pod) => pod.metadata?.labels?.[WINDOW_LABEL] === undefined)
+    .filter((pod) => members.some((d) => matchesSelector(pod.metadata?.labels, d.spec?.selector)) || cronJobRuns.has(pod.metadata?.labels?.["job-name"] ?? ""))
+    .map((pod) => pod.metadata?.name ?? "");
 }

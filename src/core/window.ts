@@ -32,7 +32,7 @@ export interface SessionRecord {
   state: string;
 }
 
-/** The window record, kept as JSON in the group's `schema-gate-window-<group>` ConfigMap. */
+/** The window record, kept in the group's MigrationWindow (`status.window`). */
 export interface WindowState {
   /** Unique per window; names its Jobs and marks the maintenance flag it owns. */
   id: string;
@@ -69,7 +69,6 @@ export interface WindowState {
   timings: Partial<Record<Step, number>>;
 }
 
-export const windowConfigMapName = (group: string) => `schema-gate-window-${group}`;
 
 /**
  * A step's 1-based position among STEPS, as progress shows it: a rollback stands where
@@ -89,17 +88,14 @@ export function nextStep(step: Step): Step {
   return index < 0 || index === STEPS.length - 1 ? "finished" : STEPS[index + 1]!;
 }
 
-export function parseWindowState(text: string | undefined): { ok: true; state?: WindowState } | { ok: false; problem: string } {
-  if (text === undefined) return { ok: true };
-  try {
-    const state = JSON.parse(text) as WindowState;
-    if (typeof state.id !== "string" || typeof state.version !== "string" || typeof state.step !== "string") {
-      throw new Error("id, version or step missing");
-    }
-    return { ok: true, state };
-  } catch (error) {
-    return { ok: false, problem: `window record is not valid (${(error as Error).message}); delete the ConfigMap to start over` };
+/** The controller's record read back from the API: checked, so a hand-edited one gives a clear error. */
+export function parseWindowState(value: unknown): { ok: true; state?: WindowState } | { ok: false; problem: string } {
+  if (value === undefined || value === null) return { ok: true };
+  const state = value as WindowState;
+  if (typeof state !== "object" || typeof state.id !== "string" || typeof state.version !== "string" || typeof state.step !== "string") {
+    return { ok: false, problem: "status.window is not a window record (id, version or step missing); delete the MigrationWindow to start over" };
   }
+  return { ok: true, state };
 }
 
 const byName = (a: Workload, b: Workload) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "");

@@ -7,7 +7,8 @@ import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import YAML from "yaml";
 import { FLAG_NAME, parseFlag } from "../core/maintenance-flag.js";
-import { describeStep, parseWindowState, STEPS, windowConfigMapName, type WindowState } from "../core/window.js";
+import { describeStep, STEPS, type WindowState } from "../core/window.js";
+import { WindowStore } from "../controller/window-store.js";
 import type { Cluster } from "../local/cluster.js";
 import { gateGet, prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
 import { openAppSessions } from "../local/app-sessions.js";
@@ -81,7 +82,7 @@ export async function runDemo(
 
     say(`• helm install shop (schema version 1): orders, billing, catalog share database "${DEMO_GROUP}"`);
     await helm(["upgrade", "--install", "shop", CHART, "-f", await values("1", V1)]);
-    await follow(core, "1", say, page.url);
+    await follow(kc, core, "1", say, page.url);
     await rolloutReady(apps, say);
 
     say("• the services connect; one leaves a transaction open on the table (as real apps do)");
@@ -91,7 +92,7 @@ export async function runDemo(
     const started = Date.now();
     await helm(["upgrade", "shop", CHART, "-f", await values("2", V2)]);
     say(`  helm returned in ${((Date.now() - started) / 1000).toFixed(1)}s with every service held at 0 replicas`);
-    const { state, pageSeenWhileOn } = await follow(core, "2", say, page.url);
+    const { state, pageSeenWhileOn } = await follow(kc, core, "2", say, page.url);
     await rolloutReady(apps, say);
     for (const client of sessions) await client.end().catch(() => undefined);
 
@@ -120,16 +121,15 @@ export async function runDemo(
 }
 
 /** Prints the window's steps as they happen, with durations, sessions and the page URL. */
-async function follow(core: k8s.CoreV1Api, version: string, say: Say, pageUrl: string): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
+async function follow(kc: k8s.KubeConfig, core: k8s.CoreV1Api, version: string, say: Say, pageUrl: string): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
   const shown = new Set<string>();
   let pageShown = false;
   let pageSeenWhileOn = false;
   let lastStep = "";
   const started = Date.now();
+  const records = new WindowStore(kc);
   for (;;) {
-    const map = await core.readNamespacedConfigMap({ name: windowConfigMapName(DEMO_GROUP), namespace: DEMO_NAMESPACE }).catch(() => undefined);
-    const parsed = parseWindowState(map?.data?.["window.json"]);
-    const state = parsed.ok ? parsed.state : undefined;
+    const state = (await records.read(DEMO_NAMESPACE, DEMO_GROUP).catch(() => ({ state: undefined }))).state;
     if (state && state.version === version) {
       for (const step of STEPS) {
         const ms = state.timings[step];

@@ -29,7 +29,7 @@ if (process.argv.includes("--down")) {
 next steps (the cluster keeps running; the gate and the demo's PostgreSQL have stopped):
   ${k} get deployments,ingress,configmaps
   ${k} events                      # WindowOpened, Quiesced, SessionsTerminated, Migrated, ...
-  ${k} get configmap schema-gate-window-shop-db -o jsonpath='{.data.window\\.json}'
+  ${k} get migrationwindows        # group, phase, step, from -> to version (kubectl wait --for=condition=Ready works too)
   npx schema-gate status -n ${DEMO_NAMESPACE} --kubeconfig ${cluster.kubeconfig}
   npm run demo -- --down           # delete the local cluster`);
 }

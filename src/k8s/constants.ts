@@ -8,6 +8,3 @@ export const MANAGED_BY = { "app.kubernetes.io/managed-by": "schema-gate" } as c
 export const isManaged = (object: { metadata?: { labels?: Record<string, string> } } | undefined) =>
   object?.metadata?.labels?.["app.kubernetes.io/managed-by"] === MANAGED_BY["app.kubernetes.io/managed-by"];
 
-/** The labels of a window record ConfigMap, and the selector that lists them. */
-export const WINDOW_RECORD_LABELS = { ...MANAGED_BY, "schema-gate.dev/record": "window" } as const;
-export const WINDOW_SELECTOR = Object.entries(WINDOW_RECORD_LABELS).map(([k, v]) => `${k}=${v}`).join(",");

@@ -24,12 +24,14 @@ export interface LocalGateIdentity {
 
 /**
  * Prepares a gate that runs as a local process against a cluster (tests and the demo):
- * installs the ServiceAccount and RBAC from manifests/, issues it a token, and registers
+ * installs the window CRD, the ServiceAccount and RBAC from manifests/, issues it a token, and registers
  * the webhook configurations from manifests/ with `url` + `caBundle` pointing at
  * 127.0.0.1 (instead of the in-cluster Service).
  */
 export async function prepareLocalGate(cluster: Cluster, kc: k8s.KubeConfig): Promise<LocalGateIdentity> {
   await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "namespace.yaml")]);
+  await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "crds.yaml")]);
+  await cluster.kubectl(["wait", "--for=condition=Established", "crd/migrationwindows.schema-gate.dev", "--timeout=60s"]);
   await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "rbac.yaml")]);
   const token = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
     name: GATE_SA,

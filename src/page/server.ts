@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Flag } from "../core/maintenance-flag.js";
@@ -26,16 +26,44 @@ const HOP_BY_HOP = new Set([
   "transfer-encoding", "upgrade",
 ]);
 
+/** The request's cookies less the gate's own, so the bypass never reaches the app (or its logs). */
+function appCookies(header: string): string | undefined {
+  const kept = header.split(";").map((c) => c.trim()).filter((c) => c && !c.startsWith(`${BYPASS_COOKIE}=`));
+  return kept.length > 0 ? kept.join("; ") : undefined;
+}
+
 function forwardHeaders(headers: http.IncomingHttpHeaders, keepUpgrade: boolean): http.OutgoingHttpHeaders {
   const named = new Set(String(headers.connection ?? "").toLowerCase().split(",").map((h) => h.trim()));
   const out: http.OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined || name === BYPASS_HEADER) continue;
     if (!keepUpgrade && (HOP_BY_HOP.has(name) || named.has(name))) continue;
+    if (name === "cookie") {
+      const cookies = appCookies(String(value));
+      if (cookies !== undefined) out[name] = cookies;
+      continue;
+    }
     out[name] = value;
   }
   return out;
 }
+
+/**
+ * What the bypass cookie holds: derived from the token, so a cookie that leaks (a shared
+ * browser, a log line) gives the token itself away to no one.
+ */
+export function bypassCookieValue(token: string): string {
+  return createHmac("sha256", token).update("schema-gate bypass cookie v1").digest("base64url");
+}
+
+/** Whether the client reached us over HTTPS (here, or at the Ingress controller in front). */
+function overHttps(request: IncomingMessage): boolean {
+  const proto = String(request.headers["x-forwarded-proto"] ?? "").split(",")[0]?.trim().toLowerCase();
+  return (request.socket as { encrypted?: boolean }).encrypted === true || proto === "https";
+}
+
+/** A same-site path for a redirect: one leading slash, so `//host` or `/\\host` never leaves the site. */
+const sameSiteLocation = (url: URL) => `/${url.pathname.replace(/^[/\\]+/, "")}${url.search}`;
 
 /** A request's cookie; one that is not valid percent-encoding is taken as it is (and so matches no token). */
 function cookie(request: IncomingMessage, name: string): string | undefined {
@@ -92,7 +120,8 @@ interface Context {
 
 function bypassed({ options }: Context, request: IncomingMessage): boolean {
   const token = options.bypassToken();
-  return sameToken(String(request.headers[BYPASS_HEADER] ?? ""), token) || sameToken(cookie(request, BYPASS_COOKIE), token);
+  if (!token) return false;
+  return sameToken(String(request.headers[BYPASS_HEADER] ?? ""), token) || sameToken(cookie(request, BYPASS_COOKIE), bypassCookieValue(token));
 }
 
 const showPage = (context: Context, request: IncomingMessage) =>
@@ -169,8 +198,8 @@ function handleRequest(context: Context, request: IncomingMessage, response: Ser
     url.searchParams.delete(BYPASS_QUERY);
     request.resume();
     response.writeHead(302, {
-      location: `${url.pathname}${url.search}`,
-      "set-cookie": `${BYPASS_COOKIE}=${encodeURIComponent(given)}; Path=/; HttpOnly; SameSite=Lax`,
+      location: sameSiteLocation(url),
+      "set-cookie": `${BYPASS_COOKIE}=${bypassCookieValue(given)}; Path=/; HttpOnly; SameSite=Lax${overHttps(request) ? "; Secure" : ""}`,
       "cache-control": "no-store",
     });
     response.end();

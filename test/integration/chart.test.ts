@@ -297,7 +297,7 @@ describe("Helm chart (charts/schema-gate)", function () {
   it("is what manifests/ holds: the kustomize install is rendered from the chart (npm run manifests)", async function () {
     const out = await mkdtemp(join(tmpdir(), "schema-gate-render-"));
     await run("bash", [join(projectRoot, "tools", "render-manifests.sh"), out], { env: { ...process.env, HELM: helmBin } });
-    for (const file of ["base/rbac.yaml", "base/deployment.yaml", "base/webhooks.yaml", "cert-manager/certificate.yaml"]) {
+    for (const file of ["base/crds.yaml", "base/rbac.yaml", "base/deployment.yaml", "base/webhooks.yaml", "cert-manager/certificate.yaml"]) {
       const committed = await readFile(join(projectRoot, "manifests", file), "utf8");
       assert.equal(committed, await readFile(join(out, file), "utf8"), `manifests/${file} differs from the chart's rendering: run npm run manifests`);
     }

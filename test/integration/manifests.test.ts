@@ -25,7 +25,7 @@ describe("install manifests (kustomize)", function () {
     const rendered = YAML.parseAllDocuments(await env.cluster.kubectl(["kustomize", join(dir, "manifests")])).map((d) => d.toJSON());
     const kinds = rendered.map((o) => o.kind).sort();
     assert.deepEqual(kinds, [
-      "ClusterRole", "ClusterRoleBinding", "Deployment", "MutatingWebhookConfiguration", "Namespace",
+      "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "MutatingWebhookConfiguration", "Namespace",
       "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ]);
     const secret = rendered.find((o) => o.kind === "Secret");

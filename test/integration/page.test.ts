@@ -27,7 +27,7 @@ async function startApp(): Promise<{ port: number; firstByteAt: () => number | u
   let firstByte: number | undefined;
   const server = http.createServer((req, res) => {
     if (req.url === "/hello") {
-      res.end(`hello from the app (cookie: ${req.headers.cookie ? "yes" : "no"})`);
+      res.end(`hello from the app (cookie: ${req.headers.cookie ? "yes" : "no"}) [${req.headers.cookie ?? ""}]`);
     } else if (req.url === "/slow") {
       res.writeHead(200, { "content-type": "text/plain" });
       let n = 0;
@@ -211,6 +211,28 @@ describe("the maintenance page and sidecar over real HTTP", function () {
     const cookie = link.headers.get("set-cookie")!.split(";")[0]!;
     const withCookie = await fetch(`${sidecar.url}/hello`, { headers: { cookie } });
     assert.equal(withCookie.status, 200);
+    await flip(mount, sidecar.url, false);
+  });
+
+  it("keeps the bypass token to itself: the cookie holds no token, is Secure behind HTTPS, never reaches the app, and the link never redirects off-site", async function () {
+    await flip(mount, sidecar.url, true);
+    const link = await fetch(`${sidecar.url}/hello?schema-gate-bypass=${TOKEN}`, { redirect: "manual", headers: { "x-forwarded-proto": "https" } });
+    const setCookie = link.headers.get("set-cookie")!;
+    const cookie = setCookie.split(";")[0]!;
+    assert.ok(!setCookie.includes(TOKEN), `the cookie carries the token: ${setCookie}`);
+    assert.match(setCookie, /;\s*Secure/i);
+    const plainLink = await fetch(`${sidecar.url}/hello?schema-gate-bypass=${TOKEN}`, { redirect: "manual" });
+    assert.doesNotMatch(plainLink.headers.get("set-cookie")!, /Secure/i, "plain HTTP: a Secure cookie would not come back");
+
+    const seen = await (await fetch(`${sidecar.url}/hello`, { headers: { cookie: `${cookie}; theme=dark` } })).text();
+    assert.match(seen, /hello from the app/);
+    assert.match(seen, /\[theme=dark\]/, `the app sees its own cookies and not the gate's: ${seen}`);
+
+    for (const path of ["/.//evil.example/x", "//evil.example/x", "/\\evil.example/x"]) {
+      const off = await fetch(`${sidecar.url}${path}?schema-gate-bypass=${TOKEN}`, { redirect: "manual" });
+      assert.equal(off.status, 302, path);
+      assert.match(off.headers.get("location")!, /^\/(?![/\\])/, `${path} redirected to ${off.headers.get("location")}`);
+    }
     await flip(mount, sidecar.url, false);
   });
 

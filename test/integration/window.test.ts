@@ -76,6 +76,12 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         assert.equal(d.metadata?.annotations?.[A.appliedVersion], "1", name);
         assert.equal(d.metadata?.annotations?.[A.phase], "Done", name);
       }
+      // The record is a MigrationWindow that kubectl shows and waits on.
+      const table = await env.cluster.kubectl(["get", "migrationwindows", "-A"]);
+      assert.match(table, /^NAMESPACE\s+NAME\s+GROUP\s+PHASE\s+STEP\s+FROM\s+TO\s+AGE/);
+      assert.match(table, new RegExp(`${ns}\\s+shop-db\\s+shop-db\\s+Done\\s+finished\\s+1\\s`));
+      await env.cluster.kubectl(["wait", "-n", ns, "--for=condition=Ready", "migrationwindow/shop-db", "--timeout=10s"]);
+      await env.cluster.kubectl(["wait", "-n", ns, "--for=condition=Failed=false", "mw/shop-db", "--timeout=10s"]);
     });
 
     it("terminates the sessions that would block ALTER TABLE, migrates once, and starts no new pod before the commit", async function () {
@@ -168,6 +174,11 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       const failed = await windowSettled(env, ns, "2");
       assert.equal(failed.result, undefined);
       assert.match(failed.failure!.message, /002-stock\.sql:2:26: column "nope" does not exist/);
+      await env.cluster.kubectl(["wait", "-n", ns, "--for=condition=Failed", "migrationwindow/shop-db", "--timeout=10s"]);
+      const row = await env.cluster.kubectl(["get", "-n", ns, "migrationwindow/shop-db", "--no-headers"]);
+      assert.match(row, /^shop-db\s+shop-db\s+Failed\s+migrate\s+1\s+2\s/);
+      const reason = await env.cluster.kubectl(["get", "-n", ns, "mw/shop-db", "-o", "jsonpath={.status.conditions[?(@.type==\"Failed\")].message}"]);
+      assert.match(reason, /step migrate: 002-stock\.sql:2:26/);
       for (const [name, d] of await deploymentsOf(env, ns)) {
         assert.equal(d.spec?.replicas, 0, name);
         assert.equal(d.metadata?.annotations?.[A.phase], "Failed", name);

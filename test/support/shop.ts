@@ -5,8 +5,8 @@ import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import YAML from "yaml";
 import type { DatabaseTarget } from "../../src/core/database-secret.js";
-import { parseWindowState, windowConfigMapName, type WindowState } from "../../src/core/window.js";
-import { apiStatus } from "../../src/k8s/errors.js";
+import type { WindowState } from "../../src/core/window.js";
+import { WindowStore } from "../../src/controller/window-store.js";
 import { projectRoot } from "../../src/local/paths.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { openAppSessions } from "../../src/local/app-sessions.js";
@@ -52,15 +52,7 @@ export async function releaseShop(env: TestEnv, namespace: string, values: Recor
 }
 
 export async function windowRecord(env: TestEnv, namespace: string, group = GROUP): Promise<WindowState | undefined> {
-  try {
-    const map = await env.core.readNamespacedConfigMap({ name: windowConfigMapName(group), namespace });
-    const parsed = parseWindowState(map.data?.["window.json"]);
-    if (!parsed.ok) throw new Error(parsed.problem);
-    return parsed.state;
-  } catch (error) {
-    if (apiStatus(error) === 404) return undefined;
-    throw error;
-  }
+  return (await new WindowStore(env.kc).read(namespace, group)).state;
 }
 
 function pollWindow(env: TestEnv, namespace: string, done: (state: WindowState) => unknown, what: string, timeoutMs: number): Promise<WindowState> {

@@ -210,6 +210,21 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(orders.spec?.replicas, 2);
   });
 
+  it("masks credentials in a failure before it reaches the record, the members' message and the Events", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    const leaky = replacing("migrate", async () => {
+      throw new StepFailure("migration Job failed; last log lines:\nconnecting to postgres://app:hunter2@db/shop: refused");
+    });
+    assert.equal(await drive(world, world.deps(), leaky), "settled");
+    const texts = [
+      world.record.state!.failure!.message,
+      world.deployment("orders").metadata?.annotations?.[A.message] ?? "",
+      ...world.events.map((e) => e.message),
+    ];
+    assert.ok(texts.some((t) => t.includes("postgres://app:***@db/shop")));
+    for (const text of texts) assert.ok(!text.includes("hunter2"), text);
+  });
+
   it("releases a first install's members at zero when its window is rolled back (no earlier revision)", async () => {
     const world = new FakeWorld({ onFailure: "rollback" });
     const failing = replacing("migrate", async () => {

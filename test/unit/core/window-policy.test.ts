@@ -20,6 +20,7 @@ import {
   reactToFailure,
   resumeStep,
   retryWindow,
+  podsBlockingDrain,
   settle,
   windowSecret,
 } from "../../../src/core/window-policy.js";
@@ -126,6 +127,21 @@ describe("window policy", () => {
     assert.equal(settle(first.settling, one, T0 + 400, 1000).waitMs, 600);
     assert.equal(settle(first.settling, [...one, held("orders")], T0 + 400, 1000).waitMs, 1000, "a new member restarts the delay");
     assert.equal(settle(first.settling, one, T0 + 1000, 1000).waitMs, 0);
+  });
+
+  it("drains the members' pods and their CronJobs' runs, not pods that ended or the gate's own migration pods", () => {
+    const pod = (name: string, labels: Record<string, string>, phase = "Running") => ({ metadata: { name, labels }, status: { phase } });
+    const members = [{ spec: { selector: { matchLabels: { app: "orders" } } } }];
+    const pods = [
+      pod("orders-1", { app: "orders" }),
+      pod("orders-2", { app: "orders" }, "Pending"),
+      pod("orders-done", { app: "orders" }, "Succeeded"),
+      pod("orders-crashed", { app: "orders" }, "Failed"),
+      pod("migrate-1", { app: "orders", "schema-gate.dev/window": "migrate-shop-db-1" }),
+      pod("report-1", { "job-name": "report-123" }),
+      pod("other", { app: "billing" }),
+    ];
+    assert.deepEqual(podsBlockingDrain(pods, members, new Set(["report-123"])), ["orders-1", "orders-2", "report-1"]);
   });
 
   it("reaches the database through the owner's Secret, else any member's", () => {

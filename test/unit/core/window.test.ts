@@ -94,11 +94,12 @@ describe("window core", () => {
   });
 
   it("parses a window record and explains a broken one", () => {
-    const good = parseWindowState(JSON.stringify(state()));
+    const good = parseWindowState(structuredClone(state()));
     assert.ok(good.ok && good.state?.id === "shop-db-1");
-    const bad = parseWindowState("{not json");
+    assert.deepEqual(parseWindowState(undefined), { ok: true });
+    const bad = parseWindowState({ id: 3 });
     assert.ok(!bad.ok);
-    assert.match(bad.ok ? "" : bad.problem, /delete the ConfigMap to start over/);
+    assert.match(bad.ok ? "" : bad.problem, /delete the MigrationWindow to start over/);
   });
 
   it("names migration Jobs deterministically, per attempt, within 63 characters", () => {
@@ -125,6 +126,29 @@ describe("window core", () => {
     assert.deepEqual(pod.initContainers, [{ name: "wait-db" }]);
     assert.equal(pod.restartPolicy, "Never");
     assert.equal(pod.serviceAccountName, "ledger");
+  });
+
+  it("labels the migration Job validly for any group name, and keeps the pod template's labels and annotations", () => {
+    const deployment = member("ledger", {});
+    deployment.spec!.template!.metadata = {
+      labels: { app: "ledger", "pod-template-hash": "abc", "sidecar.istio.io/inject": "false" },
+      annotations: { "vault.hashicorp.com/agent-inject": "true" },
+    };
+    const group = "g".repeat(63);
+    const id = `${group}-mx4f9rvm-d0e6`;
+    const job = buildMigrationJob(deployment, { group, id, attempt: 1, version: "2" }, { command: ["./migrate"] }, 600) as any;
+    const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+    for (const labels of [job.metadata.labels, job.spec.template.metadata.labels]) {
+      for (const [key, value] of Object.entries(labels as Record<string, string>)) {
+        assert.ok(value.length <= 63 && LABEL_VALUE.test(value), `${key}=${value}`);
+      }
+    }
+    assert.equal(job.metadata.annotations["schema-gate.dev/window-id"], id, "the whole id is kept where no length limit applies");
+    const pod = job.spec.template.metadata;
+    assert.equal(pod.labels.app, "ledger", "NetworkPolicies that select the app's pods apply to its migration too");
+    assert.equal(pod.labels["sidecar.istio.io/inject"], "false");
+    assert.equal(pod.labels["pod-template-hash"], undefined);
+    assert.equal(pod.annotations["vault.hashicorp.com/agent-inject"], "true");
   });
 
   describe("matchesSelector", () => {
