@@ -1,4 +1,5 @@
 import { StepFailure } from "../core/window.js";
+import { SessionsNotTerminated } from "./sessions.js";
 import { MigrationError } from "./sql-runner.js";
 
 /**
@@ -15,8 +16,12 @@ export function isConnectionError(error: unknown): boolean {
   return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(e.message ?? "");
 }
 
-/** A SQL runner error as a window failure (its message already names file, line and column). */
+/**
+ * A SQL runner error (its message already names file, line and column) or sessions the
+ * gate may not end, as a window failure for the user to fix: retrying would not help.
+ */
 export function migrationFailure(error: unknown): unknown {
   if (error instanceof MigrationError && !isConnectionError(error)) return new StepFailure(error.message);
+  if (error instanceof SessionsNotTerminated) return new StepFailure(error.message);
   return error;
 }

@@ -30,8 +30,12 @@ export const windowSql = {
   },
 
   async terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]> {
-    const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
-    return sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state }));
+    try {
+      const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
+      return sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state }));
+    } catch (error) {
+      throw migrationFailure(error);
+    }
   },
 
   async applySql(

@@ -55,6 +55,31 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await Promise.all(apps.map((c) => c.end().catch(() => undefined)));
   });
 
+  it("terminates what it may and names a superuser's session it may not, once, with what to do; another database's sessions are left alone", async function () {
+    const admin = await openSession(target);
+    const role = `gate_${n}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'gate' IN ROLE pg_signal_backend`);
+    await admin.query(`CREATE ROLE app_${n} LOGIN PASSWORD 'app'`);
+    const as = (user: string, password: string, database = target.database) =>
+      openSession({ ...target, user, password, database }, { applicationName: user });
+    const app = await as(`app_${n}`, "app");
+    const dba = await openSession(target, { applicationName: "psql" }); // the superuser, e.g. a DBA's psql
+    const elsewhere = await openSession({ ...target, database: "postgres" }, { applicationName: "other-db" });
+    const gate = await as(role, "gate");
+    try {
+      await assert.rejects(terminateOtherSessions(gate, target.database), (error: Error) => {
+        assert.match(error.message, /pid \d+ \(superuser postgres, application "psql"/);
+        assert.match(error.message, /a non-superuser cannot end a superuser's session: stop that client, or let the gate connect as a superuser/);
+        return true;
+      });
+      await assert.rejects(app.query("SELECT 1"), "the application's session was ended");
+      assert.deepEqual((await dba.query("SELECT 1 AS one")).rows, [{ one: 1 }], "the superuser's session was left");
+      assert.deepEqual((await elsewhere.query("SELECT 1 AS one")).rows, [{ one: 1 }], "another database's session was left");
+    } finally {
+      await Promise.all([app, dba, elsewhere, gate, admin].map((c) => c.end().catch(() => undefined)));
+    }
+  });
+
   it("applies files in name order once, and records the version", async function () {
     const client = await openSession(target);
     const runner = new SqlRunner(client, "shop-db");
