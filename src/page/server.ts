@@ -269,6 +269,11 @@ export function createMaintenanceServer(options: MaintenanceServerOptions): http
       socket.destroy();
     }
   });
+  // Node answers nothing to CONNECT without a listener; a proxy's method has no place here.
+  server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => socket.destroy());
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  });
   server.on("close", () => context.agent.destroy());
   return server;
 }
