@@ -1,0 +1,102 @@
+import { mkdir } from "node:fs/promises";
+import type { Binaries } from "./binaries.js";
+import { importImage, startContainerd } from "./containerd.js";
+import { runningDaemon } from "./daemon.js";
+import { pauseImage, type LocalImage } from "./images.js";
+import { startKubeProxy } from "./kube-proxy.js";
+import { startKubelet, waitNodeReady } from "./kubelet.js";
+import { cleanUpRealNode } from "./node-cleanup.js";
+import { nodeLayout, POD_GATEWAY, POD_SUBNET, REAL_NODE_LABEL, type NodeLayout } from "./node-layout.js";
+import { realNodeMissing } from "./node-prereqs.js";
+import { setUpPodNetwork } from "./pod-network.js";
+
+// A real kubelet node beside the kwok nodes: containerd, runc, CNI and kube-proxy, where
+// pods are real processes. See README, "The real node".
+
+export interface RealNode {
+  /** The node's name in the cluster. */
+  name: string;
+  /** The host's address on the pod bridge: pods reach host services (PostgreSQL, the apiserver) here. */
+  hostAddress: string;
+  podSubnet: string;
+  /** What a pod spec needs to land on the real node: its label and a toleration of its taint. */
+  placement: {
+    nodeSelector: Record<string, string>;
+    tolerations: Array<{ key: string; operator: "Equal"; value: string; effect: "NoSchedule" }>;
+  };
+  /** Imports a locally built image into the node's containerd (pods use it with imagePullPolicy Never). */
+  importImage(image: LocalImage): Promise<void>;
+  /** The node's directory (logs of containerd, kubelet, kube-proxy). */
+  dir: string;
+}
+
+/**
+ * Why the local cluster has no real node, or undefined when it should get one: turned off
+ * with SCHEMA_GATE_REAL_NODE=0, or the machine lacks root or a package.
+ */
+export function realNodeUnavailable(): string | undefined {
+  if (process.env.SCHEMA_GATE_REAL_NODE === "0") {
+    return "the real node is turned off (SCHEMA_GATE_REAL_NODE=0); unset it to start the local cluster with a real node";
+  }
+  return realNodeMissing();
+}
+
+function handle(layout: NodeLayout): RealNode {
+  return {
+    name: layout.nodeName,
+    hostAddress: POD_GATEWAY,
+    podSubnet: POD_SUBNET,
+    placement: {
+      nodeSelector: { [REAL_NODE_LABEL]: "true" },
+      tolerations: [{ key: REAL_NODE_LABEL, operator: "Equal", value: "true", effect: "NoSchedule" }],
+    },
+    importImage: (image) => importImage(layout, image.tar),
+    dir: layout.dir,
+  };
+}
+
+export interface RealNodeOptions {
+  clusterName: string;
+  binaries: Binaries;
+  /** An admin kubeconfig of the cluster (the kubelet and kube-proxy use it). */
+  kubeconfig: string;
+  /** The cluster's CA certificate. */
+  clientCA: string;
+}
+
+async function running(layout: NodeLayout): Promise<boolean> {
+  for (const name of ["containerd", "kubelet", "kube-proxy"]) {
+    if (!(await runningDaemon(layout.dir, name))) return false;
+  }
+  return true;
+}
+
+/**
+ * Starts the cluster's real node, or keeps it when all its daemons still run. Whatever an
+ * earlier run left (a half-started or killed node) is removed first.
+ */
+export async function startRealNode(options: RealNodeOptions): Promise<RealNode> {
+  const layout = nodeLayout(options.clusterName);
+  const { binaries, kubeconfig } = options;
+  if (await running(layout)) {
+    await waitNodeReady(layout, binaries.kubectl, kubeconfig, 60_000);
+    return handle(layout);
+  }
+  const started = Date.now();
+  await cleanUpRealNode(layout, binaries["kube-proxy"]);
+  await mkdir(layout.dir, { recursive: true });
+  const pause = await pauseImage();
+  await setUpPodNetwork(layout);
+  await startContainerd(layout, pause.name);
+  await importImage(layout, pause.tar);
+  await startKubelet(layout, { binary: binaries.kubelet, kubeconfig, clientCA: options.clientCA });
+  await startKubeProxy(layout, binaries["kube-proxy"], kubeconfig);
+  await waitNodeReady(layout, binaries.kubectl, kubeconfig);
+  process.stderr.write(`[cluster] real node "${layout.nodeName}" Ready in ${((Date.now() - started) / 1000).toFixed(1)}s (logs in ${layout.dir})\n`);
+  return handle(layout);
+}
+
+/** Stops the cluster's real node and removes everything it made. */
+export async function stopRealNode(clusterName: string, binaries: Binaries): Promise<void> {
+  await cleanUpRealNode(nodeLayout(clusterName), binaries["kube-proxy"]);
+}

@@ -1,0 +1,161 @@
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import { request } from "node:http";
+import pg from "pg";
+import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
+import { pinnedVersions } from "../../src/local/binaries.js";
+import type { RealNode } from "../../src/local/real-node.js";
+import { pollUntil } from "../../src/util/wait.js";
+import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
+import { podDatabaseUrl, requireRealNode, testAppImage } from "../support/real-node.js";
+
+/** GET over a fresh connection (no keep-alive, so each request is balanced anew). */
+function get(host: string, port: number, path: string): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path, agent: false, timeout: 10_000 }, (res) => {
+      let body = "";
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) }));
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET http://${host}:${port}${path} timed out`)));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+function appDeployment(node: RealNode, image: string, env: Record<string, string>): V1Deployment {
+  return {
+    metadata: { name: "app" },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: "app" } },
+      template: {
+        metadata: { labels: { app: "app" } },
+        spec: {
+          ...node.placement,
+          containers: [{
+            name: "app",
+            image,
+            imagePullPolicy: "Never",
+            env: Object.entries(env).map(([name, value]) => ({ name, value })),
+            ports: [{ containerPort: 8080 }],
+            readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 },
+          }],
+        },
+      },
+    },
+  };
+}
+
+describe("real node: pods that really run, beside the kwok nodes", function () {
+  let env: TestEnv;
+  let node: RealNode;
+  let ns: string;
+  let serviceIP: string;
+  let pods: V1Pod[];
+
+  const appPods = async () =>
+    (await env.core.listNamespacedPod({ namespace: ns, labelSelector: "app=app" })).items.filter((p) => !p.metadata?.deletionTimestamp);
+
+  before(async function () {
+    this.timeout(60 * 60_000); // a first run on a machine builds the binaries
+    env = await testEnv();
+    node = requireRealNode(env);
+    const image = await testAppImage(node);
+    ns = await testNamespace("real-node");
+    const service = await env.core.createNamespacedService({
+      namespace: ns,
+      body: { metadata: { name: "app" }, spec: { selector: { app: "app" }, ports: [{ port: 80, targetPort: 8080 }] } },
+    });
+    serviceIP = service.spec?.clusterIP ?? "";
+    const started = Date.now();
+    await env.apps.createNamespacedDeployment({
+      namespace: ns,
+      body: appDeployment(node, image.name, { DATABASE_URL: podDatabaseUrl(env, node), PEER_URL: `http://${serviceIP}/` }),
+    });
+    await pollUntil(
+      async () => {
+        const d = await env.apps.readNamespacedDeployment({ name: "app", namespace: ns });
+        return d.status?.readyReplicas === 2 ? true : undefined;
+      },
+      { timeoutMs: 90_000, what: "2 ready pods of app on the real node" },
+    );
+    console.log(`      (2 pods Ready on the real node ${((Date.now() - started) / 1000).toFixed(1)}s after the Deployment was created)`);
+    pods = await appPods();
+  });
+
+  it("runs them as containers on the real node with pod-network addresses, each holding PostgreSQL connections", async function () {
+    assert.equal(pods.length, 2);
+    for (const pod of pods) {
+      assert.equal(pod.spec?.nodeName, node.name);
+      assert.match(pod.status?.podIP ?? "", /^10\.88\./);
+      assert.match(pod.status?.containerStatuses?.[0]?.containerID ?? "", /^containerd:\/\//);
+    }
+    const client = new pg.Client({ connectionString: env.postgres.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ addr: string }>(
+        "SELECT host(client_addr) AS addr FROM pg_stat_activity WHERE client_addr <<= $1::inet",
+        [node.podSubnet],
+      );
+      for (const pod of pods) assert.ok(rows.some((r) => r.addr === pod.status?.podIP), `a connection from ${pod.metadata?.name}`);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it("shows the container's output with kubectl logs", async function () {
+    const logs = await env.cluster.kubectl(["logs", "-n", ns, pods[0]?.metadata?.name ?? ""]);
+    assert.match(logs, new RegExp(`connected to PostgreSQL ${node.hostAddress.replace(/\./g, "\\.")}`));
+  });
+
+  it("balances a ClusterIP Service over both pods through kube-proxy, from the host and from a pod", async function () {
+    // kube-proxy programs the Service a moment after its endpoints become ready.
+    await pollUntil(() => get(serviceIP, 80, "/healthz").then((r) => (r.status === 200 ? true : undefined)), {
+      timeoutMs: 20_000,
+      what: `Service app (${serviceIP}) to answer through kube-proxy`,
+    });
+    const seen = new Set<string>();
+    for (let i = 0; i < 20 && seen.size < 2; i++) {
+      const { status, body } = await get(serviceIP, 80, "/");
+      assert.equal(status, 200);
+      assert.equal(body.database.db, env.postgres.database);
+      seen.add(body.pod);
+    }
+    assert.deepEqual([...seen].sort(), pods.map((p) => p.metadata?.name).sort());
+    const viaPod = await get(pods[0]?.status?.podIP ?? "", 8080, "/peer");
+    assert.equal(viaPod.status, 200);
+    assert.ok(pods.some((p) => p.metadata?.name === viaPod.body.body.pod), "the Service answered the pod with one of the app's pods");
+  });
+
+  it("reaches the apiserver from a pod through the kubernetes Service, verifying its certificate", async function () {
+    const { status, body } = await get(pods[0]?.status?.podIP ?? "", 8080, "/kubernetes");
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.status, 200);
+    assert.equal(body.body.gitVersion, (await pinnedVersions()).kubernetes);
+  });
+
+  it("delivers SIGTERM when a pod is deleted: the app closes its pool and exits long before the grace period", async function () {
+    const pod = pods[1] as V1Pod;
+    const name = pod.metadata?.name ?? "";
+    const follow = spawn(env.cluster.binaries.kubectl, ["logs", "-f", "-n", ns, name], {
+      env: { ...process.env, KUBECONFIG: env.cluster.kubeconfig },
+    });
+    let output = "";
+    follow.stdout.on("data", (chunk) => (output += chunk));
+    const ended = new Promise((resolve) => follow.on("close", resolve));
+    await pollUntil(async () => (output.includes("listening") ? true : undefined), { timeoutMs: 20_000, what: "kubectl logs -f to follow" });
+    const started = Date.now();
+    await env.core.deleteNamespacedPod({ name, namespace: ns });
+    await pollUntil(
+      async () => ((await env.core.listNamespacedPod({ namespace: ns })).items.some((p) => p.metadata?.name === name) ? undefined : true),
+      { timeoutMs: 40_000, what: `pod ${name} to be gone` },
+    );
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`      (pod gone ${seconds.toFixed(1)}s after delete, grace period 30 s)`);
+    await ended;
+    assert.match(output, /SIGTERM received/);
+    assert.match(output, /pool closed, exiting/);
+    assert.ok(seconds < 15, `the pod took ${seconds}s to go: the app did not exit on SIGTERM`);
+  });
+});
