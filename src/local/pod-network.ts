@@ -10,7 +10,15 @@ import { CNI_NETWORK, POD_BRIDGE, POD_GATEWAY, POD_SUBNET, SERVICE_SUBNET, type 
 // pods reach each other, Services and the host's own addresses, and nothing beyond.
 // Service addresses are routed to the bridge too, so no packet for one leaves the machine.
 
-const FORWARD_GUARD = ["FORWARD", "-i", POD_BRIDGE, "!", "-o", POD_BRIDGE, "-m", "comment", "--comment", "schema-gate real node: pods reach only the host", "-j", "DROP"];
+/**
+ * FORWARD rules, first to last: traffic between pods (also through a Service) passes even
+ * where another program (Docker) set the chain's policy to DROP; traffic from pods to
+ * anywhere off the bridge is dropped.
+ */
+const FORWARD_RULES = [
+  ["-i", POD_BRIDGE, "-o", POD_BRIDGE, "-m", "comment", "--comment", "schema-gate real node: pod to pod", "-j", "ACCEPT"],
+  ["-i", POD_BRIDGE, "!", "-o", POD_BRIDGE, "-m", "comment", "--comment", "schema-gate real node: pods reach only the host", "-j", "DROP"],
+];
 const prefix = Number(POD_SUBNET.split("/")[1]);
 
 function conflist(layout: NodeLayout): string {
@@ -61,7 +69,7 @@ export async function ensurePodBridge(): Promise<void> {
 
 const ipForward = "/proc/sys/net/ipv4/ip_forward";
 
-/** Writes the CNI configuration, turns on forwarding (the old value is kept for teardown), adds the guard. */
+/** Writes the CNI configuration, turns on forwarding (the old value is kept for teardown), adds the FORWARD rules. */
 export async function setUpPodNetwork(layout: NodeLayout): Promise<void> {
   await ensurePodBridge();
   await mkdir(layout.cniConfDir, { recursive: true });
@@ -70,13 +78,17 @@ export async function setUpPodNetwork(layout: NodeLayout): Promise<void> {
   const saved = join(layout.dir, "ip_forward.before");
   if (!existsSync(saved)) await writeFile(saved, await readFile(ipForward, "utf8"));
   await writeFile(ipForward, "1\n");
-  const present = await run("iptables", ["-C", ...FORWARD_GUARD]).then(() => true, () => false);
-  if (!present) await run("iptables", ["-I", ...FORWARD_GUARD.slice(0, 1), "1", ...FORWARD_GUARD.slice(1)]);
+  for (const rule of [...FORWARD_RULES].reverse()) {
+    const present = await run("iptables", ["-C", "FORWARD", ...rule]).then(() => true, () => false);
+    if (!present) await run("iptables", ["-I", "FORWARD", "1", ...rule]);
+  }
 }
 
-/** Removes the bridge and the guard, and puts forwarding back as it was. */
+/** Removes the bridge and the FORWARD rules, and puts forwarding back as it was. */
 export async function tearDownPodNetwork(layout: NodeLayout): Promise<void> {
-  while (await run("iptables", ["-D", ...FORWARD_GUARD]).then(() => true, () => false));
+  for (const rule of FORWARD_RULES) {
+    while (await run("iptables", ["-D", "FORWARD", ...rule]).then(() => true, () => false));
+  }
   const links = await ip(["-o", "link", "show"]);
   if (new RegExp(`^\\d+: ${POD_BRIDGE}[:@]`, "m").test(links)) await ip(["link", "delete", POD_BRIDGE]);
   const saved = join(layout.dir, "ip_forward.before");
