@@ -14,6 +14,7 @@ KUBERNETES_VERSION=v1.36.3
 ETCD_VERSION=v3.6.10
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+COREDNS_VERSION=v1.15.0
 
 CACHE="${SCHEMA_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/schema-gate}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -26,15 +27,16 @@ declare -A COMPONENT_OF=(
   [kube-apiserver]=kubernetes [kube-controller-manager]=kubernetes
   [kube-scheduler]=kubernetes [kubectl]=kubernetes
   [kubelet]=kubernetes [kube-proxy]=kubernetes
-  [kwok]=kwok [kwokctl]=kwok [helm]=helm
+  [kwok]=kwok [kwokctl]=kwok [helm]=helm [coredns]=coredns
 )
 declare -A COMPONENT_DIR=(
   [etcd]="$CACHE/etcd-$ETCD_VERSION"
   [kubernetes]="$CACHE/kubernetes-$KUBERNETES_VERSION"
   [kwok]="$CACHE/kwok-$KWOK_VERSION"
   [helm]="$CACHE/helm-$HELM_VERSION"
+  [coredns]="$CACHE/coredns-$COREDNS_VERSION"
 )
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm coredns)
 
 # A throwaway module whose go.mod replaces each of $module's local `=> ../x` or
 # `=> ./staging/...` paths by the published module at the given version.
@@ -87,6 +89,11 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# Cluster DNS for the real node's pods (no replace lines in its go.mod).
+build_coredns() {
+  GOBIN="$1" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
 # Builds into a temporary directory and renames it, so an interrupted build never
 # looks like a cache hit.
 # A cache from before a binary joined its component counts as missing, so it is rebuilt.
@@ -120,7 +127,7 @@ find_binary() {
 
 case "${1:-}" in
   --versions)
-    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION" ;;
+    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION coredns=$COREDNS_VERSION" ;;
   --build)
     total=$SECONDS
     for b in "${BINARIES[@]}"; do find_binary "$b" > /dev/null; done

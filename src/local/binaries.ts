@@ -11,6 +11,7 @@ export interface Binaries {
   /** The real node's agents (src/local/real-node.ts). */
   kubelet: string;
   "kube-proxy": string;
+  coredns: string;
   kwok: string;
   kwokctl: string;
   helm: string;

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { run } from "../util/exec.js";
+import { CLUSTER_DOMAIN } from "./cluster-dns.js";
 import { startDaemon, waitForDaemon } from "./daemon.js";
 import { POD_GATEWAY, REAL_NODE_LABEL, type NodeLayout } from "./node-layout.js";
 
@@ -10,7 +11,7 @@ export interface KubeletOptions {
   kubeconfig: string;
   /** The cluster's CA, for client certificates the apiserver might present. */
   clientCA: string;
-  /** Cluster DNS server addresses (empty: pods resolve nothing, see resolvConf below). */
+  /** Cluster DNS server addresses (CoreDNS on the bridge address). */
   clusterDNS?: string[];
 }
 
@@ -31,10 +32,11 @@ function kubeletConfiguration(layout: NodeLayout, options: KubeletOptions): obje
     cgroupDriver: "cgroupfs",
     failSwapOn: false,
     containerRuntimeEndpoint: `unix://${layout.socket}`,
-    // Without cluster DNS, pods get this file: a nameserver on their own loopback, so a
-    // lookup fails at once instead of going to the host's resolver.
+    // Pods with dnsPolicy Default (and the search list of the others) get this file rather
+    // than the host's: a nameserver on their own loopback, so such a lookup fails at once
+    // instead of going to the host's resolver.
     resolvConf: layout.resolvConf,
-    clusterDomain: "cluster.local",
+    clusterDomain: CLUSTER_DOMAIN,
     clusterDNS: options.clusterDNS ?? [],
     podLogsDir: join(layout.dir, "pod-logs"),
     volumePluginDir: join(layout.dir, "volume-plugins"),

@@ -1,5 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import type { Binaries } from "./binaries.js";
+import { CLUSTER_DOMAIN, startClusterDNS } from "./cluster-dns.js";
 import { importImage, startContainerd } from "./containerd.js";
 import { runningDaemon } from "./daemon.js";
 import { pauseImage, type LocalImage } from "./images.js";
@@ -19,6 +20,8 @@ export interface RealNode {
   /** The host's address on the pod bridge: pods reach host services (PostgreSQL, the apiserver) here. */
   hostAddress: string;
   podSubnet: string;
+  /** Pods resolve `<service>.<namespace>.svc.<clusterDomain>` through cluster DNS. */
+  clusterDomain: string;
   /** What a pod spec needs to land on the real node: its label and a toleration of its taint. */
   placement: {
     nodeSelector: Record<string, string>;
@@ -46,6 +49,7 @@ function handle(layout: NodeLayout): RealNode {
     name: layout.nodeName,
     hostAddress: POD_GATEWAY,
     podSubnet: POD_SUBNET,
+    clusterDomain: CLUSTER_DOMAIN,
     placement: {
       nodeSelector: { [REAL_NODE_LABEL]: "true" },
       tolerations: [{ key: REAL_NODE_LABEL, operator: "Equal", value: "true", effect: "NoSchedule" }],
@@ -65,7 +69,7 @@ export interface RealNodeOptions {
 }
 
 async function running(layout: NodeLayout): Promise<boolean> {
-  for (const name of ["containerd", "kubelet", "kube-proxy"]) {
+  for (const name of ["containerd", "kubelet", "kube-proxy", "coredns"]) {
     if (!(await runningDaemon(layout.dir, name))) return false;
   }
   return true;
@@ -89,9 +93,12 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   await setUpPodNetwork(layout);
   await startContainerd(layout, pause.name);
   await importImage(layout, pause.tar);
-  await startKubelet(layout, { binary: binaries.kubelet, kubeconfig, clientCA: options.clientCA });
-  await startKubeProxy(layout, binaries["kube-proxy"], kubeconfig);
-  await waitNodeReady(layout, binaries.kubectl, kubeconfig);
+  await startKubelet(layout, { binary: binaries.kubelet, kubeconfig, clientCA: options.clientCA, clusterDNS: [POD_GATEWAY] });
+  await Promise.all([
+    startKubeProxy(layout, binaries["kube-proxy"], kubeconfig),
+    startClusterDNS(layout, binaries.coredns, kubeconfig),
+    waitNodeReady(layout, binaries.kubectl, kubeconfig),
+  ]);
   process.stderr.write(`[cluster] real node "${layout.nodeName}" Ready in ${((Date.now() - started) / 1000).toFixed(1)}s (logs in ${layout.dir})\n`);
   return handle(layout);
 }

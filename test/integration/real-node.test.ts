@@ -135,6 +135,17 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
     assert.equal(body.body.gitVersion, (await pinnedVersions()).kubernetes);
   });
 
+  it("resolves Service names through cluster DNS, and no name outside the cluster", async function () {
+    const podIP = pods[0]?.status?.podIP ?? "";
+    const resolve = async (name: string) => (await get(podIP, 8080, `/dns?name=${encodeURIComponent(name)}`)).body;
+    assert.deepEqual((await resolve("app")).addresses, [serviceIP], "the short name, through the search path");
+    assert.deepEqual((await resolve(`app.${ns}.svc.${node.clusterDomain}`)).addresses, [serviceIP]);
+    const kubernetes = await env.core.readNamespacedService({ name: "kubernetes", namespace: "default" });
+    assert.deepEqual((await resolve("kubernetes.default.svc")).addresses, [kubernetes.spec?.clusterIP]);
+    const outside = await resolve("example.com");
+    assert.ok(outside.error, `example.com must not resolve from a pod here: ${JSON.stringify(outside)}`);
+  });
+
   it("delivers SIGTERM when a pod is deleted: the app closes its pool and exits long before the grace period", async function () {
     const pod = pods[1] as V1Pod;
     const name = pod.metadata?.name ?? "";

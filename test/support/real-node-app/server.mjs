@@ -2,6 +2,7 @@
 // binary plus this file and the `pg` package, see src/local/images.ts). It keeps a
 // PostgreSQL pool open, serves HTTP, can call the apiserver through the `kubernetes`
 // Service with its ServiceAccount, and on SIGTERM stops accepting, closes the pool and exits.
+import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { request } from "node:https";
@@ -45,6 +46,16 @@ async function peer() {
   return { status: response.status, body: await response.json() };
 }
 
+/** Resolves ?name= with the pod's resolver (its resolv.conf: cluster DNS, search path). */
+async function resolve(url) {
+  const name = new URL(url, "http://x").searchParams.get("name") ?? "";
+  try {
+    return { name, addresses: (await lookup(name, { all: true, family: 4 })).map((a) => a.address) };
+  } catch (error) {
+    return { name, error: error.code ?? String(error) };
+  }
+}
+
 const routes = {
   "/": async () => ({ pod: hostname(), database: await database() }),
   "/peer": peer,
@@ -53,9 +64,10 @@ const routes = {
 };
 
 const server = createServer(async (req, res) => {
-  const route = routes[req.url ?? ""];
+  const path = (req.url ?? "").split("?")[0];
+  const route = path === "/dns" ? resolve : routes[path];
   try {
-    const body = route ? await route() : { error: "not found" };
+    const body = route ? await route(req.url) : { error: "not found" };
     res.writeHead(route ? 200 : 404, { "content-type": "application/json" }).end(JSON.stringify(body));
   } catch (error) {
     res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: String(error) }));
