@@ -8,6 +8,7 @@ import { ensureBinaries, type Binaries } from "./binaries.js";
 import { KUBERNETES_SERVICE_IP, nodeLayout, POD_GATEWAY, SERVICE_SUBNET } from "./node-layout.js";
 import { ensurePodBridge } from "./pod-network.js";
 import { cacheDir } from "./paths.js";
+import { realNodeMissing } from "./node-prereqs.js";
 import { realNodeUnavailable, startRealNode, stopRealNode, type RealNode } from "./real-node.js";
 
 export interface Cluster {
@@ -198,7 +199,7 @@ function clusterCA(): string {
 export async function startLocalCluster(): Promise<Cluster> {
   const binaries = await ensureBinaries();
   await mkdir(cacheDir, { recursive: true });
-  const realNodeProblem = realNodeUnavailable();
+  const realNodeProblem = realNodeUnavailable(CLUSTER_NAME);
   const withRealNode = realNodeProblem === undefined;
   let created = false;
   if ((await localClusterExists(binaries)) && !(await reusable(binaries, withRealNode))) {
@@ -223,7 +224,7 @@ export async function startLocalCluster(): Promise<Cluster> {
 /** Deletes the local cluster and everything its real node made. */
 export async function deleteLocalCluster(): Promise<void> {
   const binaries = await ensureBinaries();
-  if (realNodeUnavailable() === undefined || existsSync(nodeLayout(CLUSTER_NAME).dir)) {
+  if (realNodeMissing() === undefined) {
     await stopRealNode(CLUSTER_NAME, binaries);
   }
   if (await localClusterExists(binaries)) await kwokctl(binaries, ["delete", "cluster"]);

@@ -42,7 +42,8 @@ export async function startDaemon(spec: DaemonSpec): Promise<number> {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether `pid` runs (a zombie, exited but not yet reaped, does not count). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     // A zombie still answers signal 0; its state letter in /proc tells.

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { readdir, readFile, readlink, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { run } from "../util/exec.js";
-import { processesUsing, runningDaemon, terminate } from "./daemon.js";
+import { alive, processesUsing, runningDaemon, terminate } from "./daemon.js";
 import { CNI_NETWORK, type NodeLayout } from "./node-layout.js";
 import { onPath } from "./node-prereqs.js";
 import { tearDownPodNetwork } from "./pod-network.js";
@@ -148,24 +148,36 @@ async function runningKubelets(): Promise<boolean> {
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const comm = await readFile(`/proc/${entry}/comm`, "utf8").catch(() => "");
-    if (comm.trim() === "kubelet") return true;
+    if (comm.trim() === "kubelet" && alive(Number(entry))) return true;
   }
   return false;
 }
 
+export interface CleanupOptions {
+  kubeProxy?: string;
+  /**
+   * Also what exists once per machine (pod cgroups and their processes, iptables chains,
+   * the bridge, fixed paths): false while another cluster's real node runs, which owns them.
+   */
+  machineWide: boolean;
+}
+
 /** Everything the real node of `layout` made, gone. Safe to call when nothing is there. */
-export async function cleanUpRealNode(layout: NodeLayout, kubeProxy?: string): Promise<void> {
+export async function cleanUpRealNode(layout: NodeLayout, options: CleanupOptions): Promise<void> {
   // The kubelet first, so that it does not restart the containers killed next.
   const kubelet = await runningDaemon(layout.dir, "kubelet");
   if (kubelet) await terminate([kubelet]);
-  await terminate(podProcesses(), 2_000);
+  if (options.machineWide) await terminate(podProcesses(), 2_000);
   await terminate(processesUsing(layout.dir));
   if (existsSync(layout.dir)) await unmountAll(layout.dir);
-  removePodCgroups();
-  if (kubeProxy && existsSync(kubeProxy)) await run(kubeProxy, ["--cleanup"]).catch(() => undefined);
-  await removeChains("iptables-save", "iptables-restore");
-  await removeChains("ip6tables-save", "ip6tables-restore");
-  await tearDownPodNetwork(layout);
-  await removeFixedPathLeftovers(layout);
+  if (options.machineWide) {
+    removePodCgroups();
+    const { kubeProxy } = options;
+    if (kubeProxy && existsSync(kubeProxy)) await run(kubeProxy, ["--cleanup"]).catch(() => undefined);
+    await removeChains("iptables-save", "iptables-restore");
+    await removeChains("ip6tables-save", "ip6tables-restore");
+    await tearDownPodNetwork(layout);
+    await removeFixedPathLeftovers(layout);
+  }
   await rm(layout.dir, { recursive: true, force: true });
 }

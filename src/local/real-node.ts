@@ -1,8 +1,10 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Binaries } from "./binaries.js";
 import { CLUSTER_DOMAIN, startClusterDNS } from "./cluster-dns.js";
 import { importImage, startContainerd } from "./containerd.js";
-import { runningDaemon } from "./daemon.js";
+import { alive, runningDaemon } from "./daemon.js";
 import { pauseImage, type LocalImage } from "./images.js";
 import { startKubeProxy } from "./kube-proxy.js";
 import { startKubelet, waitNodeReady } from "./kubelet.js";
@@ -37,11 +39,27 @@ export interface RealNode {
  * Why the local cluster has no real node, or undefined when it should get one: turned off
  * with SCHEMA_GATE_REAL_NODE=0, or the machine lacks root or a package.
  */
-export function realNodeUnavailable(): string | undefined {
+export function realNodeUnavailable(clusterName: string): string | undefined {
   if (process.env.SCHEMA_GATE_REAL_NODE === "0") {
     return "the real node is turned off (SCHEMA_GATE_REAL_NODE=0); unset it to start the local cluster with a real node";
   }
+  const other = otherRealNode(clusterName);
+  if (other) {
+    return `the real node of cluster "${other}" runs on this machine, and there can be one (it owns cni0 and the kubelet's ports); ` +
+      `stop it with: SCHEMA_GATE_CLUSTER_NAME=${other} npm run cluster:down`;
+  }
   return realNodeMissing();
+}
+
+/** The cluster whose real node runs on this machine, other than `clusterName`'s. */
+function otherRealNode(clusterName: string): string | undefined {
+  const root = dirname(nodeLayout(clusterName).dir);
+  if (!existsSync(root)) return undefined;
+  return readdirSync(root).find((name) => {
+    if (name === clusterName) return false;
+    const pidFile = join(root, name, "kubelet.pid");
+    return existsSync(pidFile) && alive(Number(readFileSync(pidFile, "utf8").trim()));
+  });
 }
 
 function handle(layout: NodeLayout): RealNode {
@@ -87,7 +105,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
     return handle(layout);
   }
   const started = Date.now();
-  await cleanUpRealNode(layout, binaries["kube-proxy"]);
+  await cleanUpRealNode(layout, { kubeProxy: binaries["kube-proxy"], machineWide: true });
   await mkdir(layout.dir, { recursive: true });
   const pause = await pauseImage();
   await setUpPodNetwork(layout);
@@ -103,7 +121,11 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   return handle(layout);
 }
 
-/** Stops the cluster's real node and removes everything it made. */
+/**
+ * Stops the cluster's real node and removes everything it made; what exists once per
+ * machine (the bridge, iptables chains) stays while another cluster's real node runs.
+ */
 export async function stopRealNode(clusterName: string, binaries: Binaries): Promise<void> {
-  await cleanUpRealNode(nodeLayout(clusterName), binaries["kube-proxy"]);
+  const machineWide = otherRealNode(clusterName) === undefined;
+  await cleanUpRealNode(nodeLayout(clusterName), { kubeProxy: binaries["kube-proxy"], machineWide });
 }
