@@ -6,8 +6,14 @@ import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { pinnedVersions } from "../../src/local/binaries.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
-import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
+import { makeCert, type ServingCert } from "../../src/local/certs.js";
+import { apiErrorMessage, onTeardown, testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { podDatabaseUrl, requireRealNode, testAppImage } from "../support/real-node.js";
+
+/** A serving certificate for Service app in `ns`, as the apiserver dials it (app.<ns>.svc). */
+function servingCert(ns: string): Promise<ServingCert> {
+  return makeCert([`DNS:app.${ns}.svc`, `DNS:app.${ns}.svc.cluster.local`]);
+}
 
 /** GET over a fresh connection (no keep-alive, so each request is balanced anew). */
 function get(host: string, port: number, path: string): Promise<{ status: number; body: any }> {
@@ -24,6 +30,7 @@ function get(host: string, port: number, path: string): Promise<{ status: number
 }
 
 function appDeployment(node: RealNode, image: string, env: Record<string, string>): V1Deployment {
+  const tls = { name: "tls", secret: { secretName: "app-tls" } };
   return {
     metadata: { name: "app" },
     spec: {
@@ -38,9 +45,11 @@ function appDeployment(node: RealNode, image: string, env: Record<string, string
             image,
             imagePullPolicy: "Never",
             env: Object.entries(env).map(([name, value]) => ({ name, value })),
-            ports: [{ containerPort: 8080 }],
+            ports: [{ containerPort: 8080 }, { containerPort: 8443 }],
             readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 },
+            volumeMounts: [{ name: "tls", mountPath: "/tls", readOnly: true }],
           }],
+          volumes: [tls],
         },
       },
     },
@@ -53,6 +62,7 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
   let ns: string;
   let serviceIP: string;
   let pods: V1Pod[];
+  let cert: ServingCert;
 
   const appPods = async () =>
     (await env.core.listNamespacedPod({ namespace: ns, labelSelector: "app=app" })).items.filter((p) => !p.metadata?.deletionTimestamp);
@@ -63,15 +73,30 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
     node = requireRealNode(env);
     const image = await testAppImage(node);
     ns = await testNamespace("real-node");
+    cert = await servingCert(ns);
+    await env.core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: "app-tls" }, type: "kubernetes.io/tls", stringData: { "tls.crt": cert.cert, "tls.key": cert.key } },
+    });
     const service = await env.core.createNamespacedService({
       namespace: ns,
-      body: { metadata: { name: "app" }, spec: { selector: { app: "app" }, ports: [{ port: 80, targetPort: 8080 }] } },
+      body: {
+        metadata: { name: "app" },
+        spec: {
+          selector: { app: "app" },
+          ports: [{ name: "http", port: 80, targetPort: 8080 }, { name: "webhook", port: 443, targetPort: 8443 }],
+        },
+      },
     });
     serviceIP = service.spec?.clusterIP ?? "";
     const started = Date.now();
     await env.apps.createNamespacedDeployment({
       namespace: ns,
-      body: appDeployment(node, image.name, { DATABASE_URL: podDatabaseUrl(env, node), PEER_URL: `http://${serviceIP}/` }),
+      body: appDeployment(node, image.name, {
+        DATABASE_URL: podDatabaseUrl(env, node),
+        PEER_URL: `http://${serviceIP}/`,
+        TLS_DIR: "/tls",
+      }),
     });
     await pollUntil(
       async () => {
@@ -144,6 +169,39 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
     assert.deepEqual((await resolve("kubernetes.default.svc")).addresses, [kubernetes.spec?.clusterIP]);
     const outside = await resolve("example.com");
     assert.ok(outside.error, `example.com must not resolve from a pod here: ${JSON.stringify(outside)}`);
+  });
+
+  it("has the apiserver call a webhook registered by Service reference, answered by a pod", async function () {
+    const name = `real-node-${ns}`;
+    await env.admission.createValidatingWebhookConfiguration({
+      body: {
+        metadata: { name },
+        webhooks: [{
+          name: "app.real-node.schema-gate.dev",
+          clientConfig: { service: { namespace: ns, name: "app", port: 443, path: "/validate" }, caBundle: cert.caBundle },
+          rules: [{ apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"] }],
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
+          failurePolicy: "Fail",
+          sideEffects: "None",
+          admissionReviewVersions: ["v1"],
+          timeoutSeconds: 5,
+        }],
+      },
+    });
+    onTeardown(() => env.admission.deleteValidatingWebhookConfiguration({ name }));
+    // The apiserver picks up a new webhook configuration a moment later.
+    let attempt = 0;
+    const denial = await pollUntil(async () => {
+      try {
+        await env.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: `denied-${attempt++}` } } });
+        return undefined;
+      } catch (error) {
+        return apiErrorMessage(error);
+      }
+    }, { timeoutMs: 30_000, what: "the webhook to deny a ConfigMap" });
+    assert.match(denial, /denied by pod app-/);
+    assert.ok(pods.some((p) => denial.includes(p.metadata?.name ?? "?")), denial);
+    await env.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: "allowed" } } });
   });
 
   it("delivers SIGTERM when a pod is deleted: the app closes its pool and exits long before the grace period", async function () {

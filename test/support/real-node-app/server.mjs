@@ -5,7 +5,7 @@
 import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { request } from "node:https";
+import { createServer as createTlsServer, request } from "node:https";
 import { hostname } from "node:os";
 import pg from "pg";
 
@@ -74,12 +74,38 @@ const server = createServer(async (req, res) => {
   }
 });
 
+/**
+ * A validating admission webhook on HTTPS (when TLS_DIR holds tls.crt and tls.key): it
+ * denies objects named denied-*, naming the pod that answered, and allows the rest.
+ */
+function webhookServer(dir) {
+  const tls = { cert: readFileSync(`${dir}/tls.crt`), key: readFileSync(`${dir}/tls.key`) };
+  return createTlsServer(tls, (req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      const review = JSON.parse(body);
+      const name = review.request?.object?.metadata?.name ?? "";
+      const allowed = !name.startsWith("denied-");
+      log(`admission review for ${name}: ${allowed ? "allowed" : "denied"}`);
+      const response = { uid: review.request?.uid, allowed, status: allowed ? undefined : { message: `denied by pod ${hostname()}` } };
+      res.writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response }));
+    });
+  });
+}
+
+const webhook = process.env.TLS_DIR ? webhookServer(process.env.TLS_DIR) : undefined;
+webhook?.listen(8443, () => log("webhook listening on 8443"));
+
 const first = await database();
 log(`connected to PostgreSQL ${first.server} database ${first.db} (backend pid ${first.pid})`);
 server.listen(Number(process.env.PORT ?? 8080), () => log(`listening on ${process.env.PORT ?? 8080}`));
 
 process.on("SIGTERM", () => {
   log("SIGTERM received: closing");
+  webhook?.close();
+  webhook?.closeAllConnections();
   server.close(async () => {
     await pool.end();
     log("pool closed, exiting");
