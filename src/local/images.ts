@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { chmod, copyFile, cp, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chmod, copyFile, cp, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { run } from "../util/exec.js";
 import { buildImageTar, type ImageSpec } from "./oci-image.js";
@@ -18,25 +18,38 @@ export interface LocalImage {
 
 const imagesDir = join(cacheDir, "images");
 
-function hashOf(parts: string[]): string {
+export function hashOf(parts: string[]): string {
   const hash = createHash("sha256");
   for (const part of parts) hash.update(part).update("\0");
   return hash.digest("hex").slice(0, 12);
 }
 
-type Contents = Omit<ImageSpec, "rootfs" | "name">;
+export type Contents = Omit<ImageSpec, "rootfs" | "name">;
 
 /** Builds image `name` into `<images>/<base>-<key>.tar` unless that tar is already there. */
-async function cached(base: string, key: string, name: string, make: (rootfs: string) => Promise<Contents>): Promise<LocalImage> {
+export async function cached(base: string, key: string, name: string, make: (rootfs: string) => Promise<Contents>): Promise<LocalImage> {
   const tar = join(imagesDir, `${base}-${key}.tar`);
   if (existsSync(tar)) return { name, tar };
   await mkdir(imagesDir, { recursive: true });
   const rootfs = await mkdtemp(join(imagesDir, `.rootfs-${base}-`));
   try {
     await buildImageTar({ ...(await make(rootfs)), name, rootfs }, tar);
+    await pruneOld(base, tar);
     return { name, tar };
   } finally {
     await rm(rootfs, { recursive: true, force: true });
+  }
+}
+
+/** Deletes earlier builds of the same image unused for a day (a run elsewhere may still import a recent one). */
+async function pruneOld(base: string, keep: string): Promise<void> {
+  // Bases are plain names (pause, schema-gate, schema-gate-test-app).
+  const pattern = new RegExp(`^${base}-[0-9a-f]{12}\\.tar$`);
+  for (const entry of await readdir(imagesDir)) {
+    const file = join(imagesDir, entry);
+    if (file === keep || !pattern.test(entry)) continue;
+    const { atimeMs, mtimeMs } = await stat(file);
+    if (Date.now() - Math.max(atimeMs, mtimeMs) > 24 * 3600_000) await rm(file, { force: true });
   }
 }
 
@@ -62,7 +75,7 @@ async function sharedLibraries(program: string): Promise<string[]> {
 }
 
 /** A package and everything it depends on, from the project's node_modules. */
-function packageClosure(names: string[]): string[] {
+export function packageClosure(names: string[]): string[] {
   const seen = new Set<string>();
   const visit = (name: string) => {
     const manifest = join(projectRoot, "node_modules", name, "package.json");
@@ -98,19 +111,30 @@ export async function nodeImage(spec: NodeImageSpec): Promise<LocalImage> {
   const key = hashOf([node, String(statSync(node).size), process.version, ...spec.args, ...sources, ...versions]);
   const base = spec.repository.slice(spec.repository.lastIndexOf("/") + 1);
   return cached(base, key, `${spec.repository}:${key}`, async (rootfs) => {
-    for (const file of [node, ...(await sharedLibraries(node))]) {
-      await mkdir(join(rootfs, dirname(file)), { recursive: true });
-      await copyFile(file, join(rootfs, file));
-    }
-    await mkdir(join(rootfs, "tmp"), { recursive: true });
-    await chmod(join(rootfs, "tmp"), 0o1777);
+    await addNodeRuntime(rootfs);
     for (const [src, dest] of Object.entries(spec.files)) {
       await mkdir(dirname(join(rootfs, "app", dest)), { recursive: true });
       await copyFile(src, join(rootfs, "app", dest));
     }
-    for (const pkg of packages) {
-      await cp(join(projectRoot, "node_modules", pkg), join(rootfs, "app", "node_modules", pkg), { recursive: true, dereference: true });
-    }
+    await addPackages(rootfs, packages);
     return { entrypoint: [node, ...spec.args], workingDir: "/app" };
   });
+}
+
+/** The host's `node` at its own path, the libraries it loads, and a /tmp. */
+export async function addNodeRuntime(rootfs: string): Promise<void> {
+  const node = process.execPath;
+  for (const file of [node, ...(await sharedLibraries(node))]) {
+    await mkdir(join(rootfs, dirname(file)), { recursive: true });
+    await copyFile(file, join(rootfs, file));
+  }
+  await mkdir(join(rootfs, "tmp"), { recursive: true });
+  await chmod(join(rootfs, "tmp"), 0o1777);
+}
+
+/** Copies npm packages from the project's node_modules into /app/node_modules. */
+export async function addPackages(rootfs: string, packages: string[]): Promise<void> {
+  for (const pkg of packages) {
+    await cp(join(projectRoot, "node_modules", pkg), join(rootfs, "app", "node_modules", pkg), { recursive: true, dereference: true });
+  }
 }

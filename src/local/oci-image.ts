@@ -17,6 +17,8 @@ export interface ImageSpec {
   cmd?: string[];
   env?: string[];
   workingDir?: string;
+  /** uid:gid the container runs as (default root). */
+  user?: string;
 }
 
 const OCI = "application/vnd.oci.image";
@@ -64,6 +66,7 @@ function imageConfig(spec: ImageSpec, layer: Blob): string {
       Cmd: spec.cmd ?? [],
       Env: spec.env ?? ["PATH=/usr/local/bin:/usr/bin:/bin"],
       WorkingDir: spec.workingDir ?? "/",
+      ...(spec.user ? { User: spec.user } : {}),
     },
     // The layer is not compressed, so its diff id is its digest.
     rootfs: { type: "layers", diff_ids: [layer.digest] },
