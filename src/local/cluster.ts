@@ -214,7 +214,9 @@ export async function startLocalCluster(): Promise<Cluster> {
   await writeFile(kubeconfigPath, await kwokctl(binaries, ["get", "kubeconfig"]), { mode: 0o600 });
   const [realNode] = await Promise.all([
     withRealNode ? startRealNodeOrExplain(binaries) : { node: undefined, problem: realNodeProblem },
-    kwokctl(binaries, ["scale", "node", "--replicas", String(NODES)]),
+    // kwokctl's default node addresses are 192.0.2.1, .2, ... (TEST-NET-1), which can be a
+    // real network; on loopback the apiserver never dials off the machine for a kwok node.
+    kwokctl(binaries, ["scale", "node", "--replicas", String(NODES), "--param", '.nodeIPs=["127.0.0.1"]']),
   ]);
   const cluster = { ...handle(binaries, kubeconfigPath, created, "kwok"), realNode: realNode.node, realNodeProblem: realNode.problem };
   await waitUsable(cluster);
