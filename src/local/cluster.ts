@@ -9,7 +9,7 @@ import { KUBERNETES_SERVICE_IP, nodeLayout, POD_GATEWAY, SERVICE_SUBNET } from "
 import { ensurePodBridge } from "./pod-network.js";
 import { cacheDir } from "./paths.js";
 import { realNodeMissing } from "./node-prereqs.js";
-import { realNodeUnavailable, startRealNode, stopRealNode, type RealNode } from "./real-node.js";
+import { keepLogs, realNodeUnavailable, startRealNode, stopRealNode, type RealNode } from "./real-node.js";
 
 export interface Cluster {
   /** Path of a kubeconfig whose current context is this cluster. */
@@ -176,7 +176,9 @@ async function startRealNodeOrExplain(binaries: Binaries): Promise<{ node?: Real
   try {
     return { node: await startRealNode({ clusterName: CLUSTER_NAME, binaries, kubeconfig: kubeconfigPath, clientCA: clusterCA() }) };
   } catch (error) {
-    const problem = `the real node did not start: ${error instanceof Error ? error.message : String(error)}`;
+    const logs = await keepLogs(CLUSTER_NAME).catch(() => undefined);
+    const kept = logs ? ` (its logs are kept in ${logs})` : "";
+    const problem = `the real node did not start${kept}: ${error instanceof Error ? error.message : String(error)}`;
     process.stderr.write(`[cluster] ${problem}\n`);
     await stopRealNode(CLUSTER_NAME, binaries).catch(() => undefined);
     const node = nodeLayout(CLUSTER_NAME).nodeName;

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Binaries } from "./binaries.js";
 import { CLUSTER_DOMAIN, startClusterDNS } from "./cluster-dns.js";
@@ -119,6 +119,18 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   ]);
   process.stderr.write(`[cluster] real node "${layout.nodeName}" Ready in ${((Date.now() - started) / 1000).toFixed(1)}s (logs in ${layout.dir})\n`);
   return handle(layout);
+}
+
+/** Copies the node's logs out of its directory (which cleanup deletes); returns where they went. */
+export async function keepLogs(clusterName: string): Promise<string> {
+  const { dir } = nodeLayout(clusterName);
+  const out = join(dirname(dirname(dir)), "logs", `real-node-${clusterName}`);
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  for (const file of existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".log")) : []) {
+    await copyFile(join(dir, file), join(out, file));
+  }
+  return out;
 }
 
 /**
