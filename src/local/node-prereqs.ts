@@ -1,4 +1,4 @@
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { userInfo } from "node:os";
 
@@ -53,6 +53,12 @@ export function realNodeMissing(): string | undefined {
   if (plugins.length) {
     problems.push(`CNI plugins not found in ${CNI_BIN_DIR}: ${plugins.join(", ")}`);
     packages.add("containernetworking-plugins");
+  }
+  if (!existsSync("/proc/sys/net/bridge/bridge-nf-call-iptables")) {
+    problems.push("the kernel's br_netfilter (iptables for bridged traffic): modprobe br_netfilter");
+  }
+  if (!/\toverlay$/m.test(readFileSync("/proc/filesystems", "utf8"))) {
+    problems.push("the kernel's overlay filesystem (containerd's snapshotter): modprobe overlay");
   }
   if (!problems.length) return undefined;
   const apt = [...packages].filter((p) => !p.includes(" "));

@@ -67,30 +67,40 @@ export async function ensurePodBridge(): Promise<void> {
   await ip(["route", "replace", SERVICE_SUBNET, "dev", POD_BRIDGE]);
 }
 
-const ipForward = "/proc/sys/net/ipv4/ip_forward";
+/**
+ * Kernel settings the node needs on: forwarding (Service traffic is routed through the
+ * host) and iptables for bridged traffic (so a Service reply between two pods on the
+ * bridge is un-NATed). Each one's value before is kept in the node's directory.
+ */
+export const SYSCTLS = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/bridge/bridge-nf-call-iptables"];
+const savedValue = (layout: NodeLayout, path: string) => join(layout.dir, `${path.split("/").pop()}.before`);
 
-/** Writes the CNI configuration, turns on forwarding (the old value is kept for teardown), adds the FORWARD rules. */
+/** Writes the CNI configuration, turns the SYSCTLS on (old values kept for teardown), adds the FORWARD rules. */
 export async function setUpPodNetwork(layout: NodeLayout): Promise<void> {
   await ensurePodBridge();
   await mkdir(layout.cniConfDir, { recursive: true });
   await mkdir(layout.cniDataDir, { recursive: true });
   await writeFile(join(layout.cniConfDir, "10-schema-gate.conflist"), conflist(layout));
-  const saved = join(layout.dir, "ip_forward.before");
-  if (!existsSync(saved)) await writeFile(saved, await readFile(ipForward, "utf8"));
-  await writeFile(ipForward, "1\n");
+  for (const path of SYSCTLS) {
+    const saved = savedValue(layout, path);
+    if (!existsSync(saved)) await writeFile(saved, await readFile(path, "utf8"));
+    await writeFile(path, "1\n");
+  }
   for (const rule of [...FORWARD_RULES].reverse()) {
     const present = await run("iptables", ["-C", "FORWARD", ...rule]).then(() => true, () => false);
     if (!present) await run("iptables", ["-I", "FORWARD", "1", ...rule]);
   }
 }
 
-/** Removes the bridge and the FORWARD rules, and puts forwarding back as it was. */
+/** Removes the bridge and the FORWARD rules, and puts the SYSCTLS back as they were. */
 export async function tearDownPodNetwork(layout: NodeLayout): Promise<void> {
   for (const rule of FORWARD_RULES) {
     while (await run("iptables", ["-D", "FORWARD", ...rule]).then(() => true, () => false));
   }
   const links = await ip(["-o", "link", "show"]);
   if (new RegExp(`^\\d+: ${POD_BRIDGE}[:@]`, "m").test(links)) await ip(["link", "delete", POD_BRIDGE]);
-  const saved = join(layout.dir, "ip_forward.before");
-  if (existsSync(saved)) await writeFile(ipForward, await readFile(saved, "utf8"));
+  for (const path of SYSCTLS) {
+    const saved = savedValue(layout, path);
+    if (existsSync(saved)) await writeFile(path, await readFile(saved, "utf8"));
+  }
 }
