@@ -251,6 +251,29 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
     assert.match(response.body, /Upgrading the shop database/);
   });
 
+  it("is left to its kubelet by kwok, and pulls nothing: an image not imported stays unpulled, a pull stops at loopback", async function () {
+    const pinned = (name: string, imagePullPolicy: string) => env.core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name },
+        spec: { ...node.placement, containers: [{ name: "app", image: "registry.example/not-imported:1", imagePullPolicy }] },
+      },
+    });
+    await pinned("never", "Never");
+    await pinned("always", "Always");
+    const waiting = (name: string) => pollUntil(async () => {
+      const pod = await env.core.readNamespacedPod({ name, namespace: ns });
+      const state = pod.status?.containerStatuses?.[0]?.state?.waiting;
+      return state?.reason && state.reason !== "ContainerCreating" ? { phase: pod.status?.phase, ...state } : undefined;
+    }, { timeoutMs: 30_000, what: `the kubelet to report pod ${name}'s image` });
+    const never = await waiting("never");
+    assert.equal(never.reason, "ErrImageNeverPull");
+    assert.equal(never.phase, "Pending", "kwok would have made it Running");
+    const always = await waiting("always");
+    assert.match(always.reason ?? "", /ErrImagePull|ImagePullBackOff/);
+    if (always.reason === "ErrImagePull") assert.match(always.message ?? "", /proxyconnect tcp: dial tcp 127\.0\.0\.1:9/);
+  });
+
   it("delivers SIGTERM when a pod is deleted: the app closes its pool and exits long before the grace period", async function () {
     const pod = pods[1] as V1Pod;
     const name = pod.metadata?.name ?? "";
