@@ -85,17 +85,18 @@ export async function terminate(pids: number[], graceMs = 10_000): Promise<void>
 }
 
 /**
- * Pids of processes whose command line names `dir`: the daemons started from it and the
- * containerd shims of its containerd (their `-address` is a socket in it). Nothing else on
- * the machine names that directory, so this never matches another program's processes.
+ * Pids of the node's programs (`programs`, by executable name) whose command line names
+ * `dir`: the daemons started from it and the containerd shims of its containerd (their
+ * `-address` is a socket in it). A shell or `tail -f` of a log in `dir` is not one of them.
  */
-export function processesUsing(dir: string): number[] {
+export function processesUsing(dir: string, programs: string[]): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      if (cmdline.some((arg) => arg === dir || arg.includes(`${dir}/`))) pids.push(Number(entry));
+      const program = (cmdline[0] ?? "").split("/").pop() ?? "";
+      if (programs.includes(program) && cmdline.some((arg) => arg === dir || arg.includes(`${dir}/`))) pids.push(Number(entry));
     } catch {
       // exited while we looked
     }

@@ -12,6 +12,8 @@ import { tearDownPodNetwork } from "./pod-network.js";
 // iptables chains, the bridge, cgroups, CNI cache entries and the node's directory.
 
 const CGROUP_ROOT = "/sys/fs/cgroup";
+/** The programs a real node runs, by executable name (the binaries' cache paths vary). */
+const NODE_PROGRAMS = ["containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy", "coredns"];
 /** The cgroup the kubelet puts every pod under (cgroupfs driver, default cgroupRoot). */
 const POD_CGROUP = "kubepods";
 
@@ -168,7 +170,7 @@ export async function cleanUpRealNode(layout: NodeLayout, options: CleanupOption
   const kubelet = await runningDaemon(layout.dir, "kubelet");
   if (kubelet) await terminate([kubelet]);
   if (options.machineWide) await terminate(podProcesses(), 2_000);
-  await terminate(processesUsing(layout.dir));
+  await terminate(processesUsing(layout.dir, NODE_PROGRAMS));
   if (existsSync(layout.dir)) await unmountAll(layout.dir);
   if (options.machineWide) {
     removePodCgroups();
