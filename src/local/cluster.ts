@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../util/exec.js";
-import { pollUntil } from "../util/wait.js";
+import { pollUntil, sleep } from "../util/wait.js";
 import { stringify } from "yaml";
 import { ensureBinaries, type Binaries } from "./binaries.js";
 import { KUBERNETES_SERVICE_IP, nodeLayout, POD_GATEWAY, SERVICE_SUBNET } from "./node-layout.js";
@@ -187,6 +187,25 @@ async function startRealNodeOrExplain(binaries: Binaries): Promise<{ node?: Real
   }
 }
 
+/**
+ * The kwok nodes. Their addresses are on loopback: kwokctl's default, 192.0.2.1, .2, ...
+ * (TEST-NET-1), can be a real network, and the apiserver dials nodes by address. A scale
+ * right after the cluster came up once failed; it is tried again before giving up.
+ */
+async function scaleKwokNodes(binaries: Binaries): Promise<void> {
+  const args = ["scale", "node", "--replicas", String(NODES), "--param", '.nodeIPs=["127.0.0.1"]'];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await kwokctl(binaries, args);
+      return;
+    } catch (error) {
+      if (attempt === 3) throw error;
+      process.stderr.write(`[cluster] kwokctl scale failed, trying again: ${error instanceof Error ? error.message.slice(-400) : String(error)}\n`);
+      await sleep(1000);
+    }
+  }
+}
+
 /** The cluster's CA certificate, as kwokctl wrote it. */
 function clusterCA(): string {
   return join(kwokWorkdir, "clusters", CLUSTER_NAME, "pki", "ca.crt");
@@ -216,9 +235,7 @@ export async function startLocalCluster(): Promise<Cluster> {
   await writeFile(kubeconfigPath, await kwokctl(binaries, ["get", "kubeconfig"]), { mode: 0o600 });
   const [realNode] = await Promise.all([
     withRealNode ? startRealNodeOrExplain(binaries) : { node: undefined, problem: realNodeProblem },
-    // kwokctl's default node addresses are 192.0.2.1, .2, ... (TEST-NET-1), which can be a
-    // real network; on loopback the apiserver never dials off the machine for a kwok node.
-    kwokctl(binaries, ["scale", "node", "--replicas", String(NODES), "--param", '.nodeIPs=["127.0.0.1"]']),
+    scaleKwokNodes(binaries),
   ]);
   const cluster = { ...handle(binaries, kubeconfigPath, created, "kwok"), realNode: realNode.node, realNodeProblem: realNode.problem };
   await waitUsable(cluster);
