@@ -140,13 +140,16 @@ describe("real node: pods that really run, beside the kwok nodes", function () {
       timeoutMs: 20_000,
       what: `Service app (${serviceIP}) to answer through kube-proxy`,
     });
+    // The second endpoint can reach kube-proxy's rules a moment after the first (the
+    // EndpointSlice follows the pods' readiness, kube-proxy the EndpointSlice).
     const seen = new Set<string>();
-    for (let i = 0; i < 20 && seen.size < 2; i++) {
+    await pollUntil(async () => {
       const { status, body } = await get(serviceIP, 80, "/");
       assert.equal(status, 200);
       assert.equal(body.database.db, env.postgres.database);
       seen.add(body.pod);
-    }
+      return seen.size === 2 ? true : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 20, what: "both pods to answer through the Service" });
     assert.deepEqual([...seen].sort(), pods.map((p) => p.metadata?.name).sort());
     const viaPod = await get(pods[0]?.status?.podIP ?? "", 8080, "/peer");
     assert.equal(viaPod.status, 200);
