@@ -19,6 +19,7 @@ HELM_VERSION=v3.22.0
 PROMETHEUS_VERSION=v0.316.0
 # krew and its manifest validator (the one krew-index runs) check the kubectl plugin's manifest.
 KREW_VERSION=v0.4.3
+COREDNS_VERSION=v1.15.0
 
 CACHE="${SCHEMA_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/schema-gate}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -31,7 +32,7 @@ declare -A COMPONENT_OF=(
   [kube-apiserver]=kubernetes [kube-controller-manager]=kubernetes
   [kube-scheduler]=kubernetes [kubectl]=kubernetes
   [kubelet]=kubernetes [kube-proxy]=kubernetes
-  [kwok]=kwok [kwokctl]=kwok [helm]=helm
+  [kwok]=kwok [kwokctl]=kwok [helm]=helm [coredns]=coredns
   [promtool]=prometheus
   [krew]=krew [validate-krew-manifest]=krew
 )
@@ -42,8 +43,9 @@ declare -A COMPONENT_DIR=(
   [helm]="$CACHE/helm-$HELM_VERSION"
   [prometheus]="$CACHE/prometheus-$PROMETHEUS_VERSION"
   [krew]="$CACHE/krew-$KREW_VERSION"
+  [coredns]="$CACHE/coredns-$COREDNS_VERSION"
 )
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm promtool krew validate-krew-manifest)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok kwokctl helm coredns promtool krew validate-krew-manifest)
 
 # A throwaway module whose go.mod replaces each of $module's local `=> ../x` or
 # `=> ./staging/...` paths by the published module at the given version.
@@ -112,6 +114,11 @@ build_krew() {
     "sigs.k8s.io/krew/cmd/krew@$KREW_VERSION" "sigs.k8s.io/krew/cmd/validate-krew-manifest@$KREW_VERSION"
 }
 
+# Cluster DNS for the real node's pods (no replace lines in its go.mod).
+build_coredns() {
+  GOBIN="$1" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
 # Builds into a temporary directory and renames it, so an interrupted build never
 # looks like a cache hit.
 # A cache from before a binary joined its component counts as missing, so it is rebuilt.
@@ -145,7 +152,7 @@ find_binary() {
 
 case "${1:-}" in
   --versions)
-    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION prometheus=$PROMETHEUS_VERSION krew=$KREW_VERSION" ;;
+    echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION coredns=$COREDNS_VERSION prometheus=$PROMETHEUS_VERSION krew=$KREW_VERSION" ;;
   --build)
     total=$SECONDS
     for b in "${BINARIES[@]}"; do find_binary "$b" > /dev/null; done

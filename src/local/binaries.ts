@@ -8,6 +8,10 @@ export interface Binaries {
   "kube-controller-manager": string;
   "kube-scheduler": string;
   kubectl: string;
+  /** The real node's agents (src/local/real-node.ts). */
+  kubelet: string;
+  "kube-proxy": string;
+  coredns: string;
   kwok: string;
   kwokctl: string;
   helm: string;

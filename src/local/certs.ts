@@ -14,9 +14,14 @@ export interface ServingCert {
 }
 
 /** A CA and a serving certificate for 127.0.0.1, made by certs/generate.sh. */
-export async function makeLoopbackCert(dir?: string): Promise<ServingCert> {
+export function makeLoopbackCert(dir?: string): Promise<ServingCert> {
+  return makeCert(["IP:127.0.0.1", "DNS:localhost"], dir);
+}
+
+/** A CA and a serving certificate for `sans` (e.g. DNS:app.ns.svc), made by certs/generate.sh. */
+export async function makeCert(sans: string[], dir?: string): Promise<ServingCert> {
   const out = dir ?? (await mkdtemp(join(tmpdir(), "schema-gate-certs-")));
-  await run("bash", [join(projectRoot, "certs", "generate.sh"), out, "IP:127.0.0.1", "DNS:localhost"]);
+  await run("bash", [join(projectRoot, "certs", "generate.sh"), out, ...sans]);
   const read = (name: string) => readFile(join(out, name), "utf8");
   return {
     dir: out,

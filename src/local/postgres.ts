@@ -18,6 +18,11 @@ export interface PostgresServer {
   stop(): Promise<void>;
   /** Stops the server at once (as a crash would), then starts it again on the same port. */
   restart(mode?: "fast" | "immediate"): Promise<void>;
+  /**
+   * Also listens on `address` (e.g. the real node's bridge, 10.88.0.1) and accepts password
+   * logins from `network` (e.g. its pod subnet); restarts the server, so call it before use.
+   */
+  listenAlso(address: string, network: string): Promise<void>;
 }
 
 export interface PostgresOptions {
@@ -87,10 +92,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
 
   const port = options.port ?? (await freePort());
   const host = "127.0.0.1";
+  const listen = [host];
   const start = async (): Promise<void> => {
     const [file, args] = pgCommand(binDir, "pg_ctl", [
       "-D", pgdata, "-l", join(dataDir, "server.log"), "-w", "-t", "60",
-      "-o", `-p ${port} -k ${dataDir} -c listen_addresses=${host} -c fsync=off -c max_connections=200`,
+      "-o", `-p ${port} -k ${dataDir} -c listen_addresses=${listen.join(",")} -c fsync=off -c max_connections=200`,
       "start",
     ]);
     await run(file, args);
@@ -124,6 +130,14 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     },
     async restart(mode = "immediate") {
       await stopServer(mode);
+      await start();
+    },
+    async listenAlso(address, network) {
+      if (listen.includes(address)) return;
+      listen.push(address);
+      const hba = join(pgdata, "pg_hba.conf");
+      await writeFile(hba, `${await readFile(hba, "utf8")}host all all ${network} scram-sha-256\n`);
+      await stopServer("fast");
       await start();
     },
   };

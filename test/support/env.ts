@@ -28,6 +28,8 @@ export function onTeardown(cleanup: () => Promise<unknown>): void {
 export function testEnv(): Promise<TestEnv> {
   shared ??= (async () => {
     const [cluster, postgres] = await Promise.all([acquireCluster(), startPostgres()]);
+    // Pods on the real node reach PostgreSQL at the host's address on the pod bridge.
+    if (cluster.realNode) await postgres.listenAlso(cluster.realNode.hostAddress, cluster.realNode.podSubnet);
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
     return {

@@ -1,0 +1,3 @@
+module schema-gate.dev/pause
+
+go 1.22
