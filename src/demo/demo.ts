@@ -22,6 +22,8 @@ import { pollUntil, sleep } from "../util/wait.js";
 export const DEMO_NAMESPACE = "shop-demo";
 export const DEMO_GROUP = "shop-db";
 const CHART = join(projectRoot, "examples", "shop-chart");
+/** The chart as a user in the checkout names it. */
+const CHART_PATH = "examples/shop-chart";
 const V1 = { "001-items.sql": "CREATE TABLE items (id int PRIMARY KEY, name text);\nINSERT INTO items VALUES (1, 'tea'), (2, 'cake');" };
 /** Needs exclusive access: ALTER TABLE waits for every session that touched the table. */
 const V2 = { ...V1, "002-price.sql": "ALTER TABLE items ADD COLUMN price_cents int NOT NULL DEFAULT 0;\nCREATE INDEX items_price ON items (price_cents);" };
@@ -46,6 +48,8 @@ export async function runDemo(
   say: Say,
   /** A gate identity prepared already (the test suite's); otherwise one is made. */
   identity?: LocalGateIdentity,
+  /** `--keep`: called after the window with the gate still running; the demo ends when it returns. */
+  keep?: (running: { pageUrl: string }) => Promise<void>,
 ): Promise<DemoResult> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
@@ -96,22 +100,11 @@ export async function runDemo(
     await rolloutReady(apps, say);
     for (const client of sessions) await client.end().catch(() => undefined);
 
-    const check = new pg.Client({ connectionString: url });
-    await check.connect();
-    const columns = (await check.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position")).rows.map((r) => r.column_name as string);
-    await check.end();
-    const deployments = (await apps.listNamespacedDeployment({ namespace: DEMO_NAMESPACE })).items
-      .filter((d) => d.metadata?.annotations?.["schema-gate.dev/database"])
-      .map((d) => ({
-        name: d.metadata!.name!,
-        replicas: d.spec?.replicas ?? 0,
-        ready: d.status?.readyReplicas ?? 0,
-        ...(d.metadata?.annotations?.["schema-gate.dev/applied-version"] ? { version: d.metadata.annotations["schema-gate.dev/applied-version"] } : {}),
-      }))
-      .sort((a, b) => a.name.localeCompare(b.name));
+    const { columns, deployments } = await finalState(apps, url);
     say("");
     say(`final state: window ${state.result}; table items has columns ${columns.join(", ")}`);
     for (const d of deployments) say(`  ${d.name.padEnd(8)} ${d.ready}/${d.replicas} ready, schema version ${d.version}`);
+    await keep?.({ pageUrl: page.url });
     return { window: state, columns, deployments, pageSeenWhileOn };
   } finally {
     await page.stop();
@@ -178,6 +171,32 @@ async function rolloutReady(apps: k8s.AppsV1Api, say: Say): Promise<void> {
  * The maintenance page on this machine: `schema-gate sidecar` in front of a tiny stand-in app,
  * reading the flag ConfigMap mirrored into a directory the way the kubelet mounts it.
  */
+/** The `helm upgrade` that `--keep` suggests trying: a third schema version with one more file. */
+export function nextUpgradeArgs(kubeconfig: string): string[] {
+  return [
+    "upgrade", "shop", CHART_PATH, "-n", DEMO_NAMESPACE, "--kubeconfig", kubeconfig, "--reuse-values",
+    "--set", "schemaVersion=3", "--set-string", "sql.003-note\\.sql=ALTER TABLE items ADD COLUMN note text;",
+  ];
+}
+
+/** The table's columns and each service's replicas and applied version, as the demo ends. */
+async function finalState(apps: k8s.AppsV1Api, url: string): Promise<Pick<DemoResult, "columns" | "deployments">> {
+  const check = new pg.Client({ connectionString: url });
+  await check.connect();
+  const columns = (await check.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position")).rows.map((r) => r.column_name as string);
+  await check.end();
+  const deployments = (await apps.listNamespacedDeployment({ namespace: DEMO_NAMESPACE })).items
+    .filter((d) => d.metadata?.annotations?.["schema-gate.dev/database"])
+    .map((d) => ({
+      name: d.metadata!.name!,
+      replicas: d.spec?.replicas ?? 0,
+      ready: d.status?.readyReplicas ?? 0,
+      ...(d.metadata?.annotations?.["schema-gate.dev/applied-version"] ? { version: d.metadata.annotations["schema-gate.dev/applied-version"] } : {}),
+    }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  return { columns, deployments };
+}
+
 async function startLocalPage(core: k8s.CoreV1Api): Promise<{ url: string; stop(): Promise<void> }> {
   const app = http.createServer((_req, res) => res.end("the shop (stand-in app)\n"));
   await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));

@@ -4,7 +4,28 @@ import { deleteLocalCluster, startLocalCluster } from "../local/cluster.js";
 import { unregisterWebhooks } from "../local/gate.js";
 import { cacheDir } from "../local/paths.js";
 import { startPostgres } from "../local/postgres.js";
-import { DEMO_NAMESPACE, runDemo } from "./demo.js";
+import { DEMO_NAMESPACE, nextUpgradeArgs, runDemo } from "./demo.js";
+
+/**
+ * `npm run demo -- --keep`: the gate, the page and PostgreSQL keep running after the window
+ * until Ctrl-C, with what to try meanwhile.
+ */
+async function keepRunning(kubeconfig: string, helm: string, pageUrl: string): Promise<void> {
+  const k = `kubectl --kubeconfig ${kubeconfig} -n ${DEMO_NAMESPACE}`;
+  console.log(`
+the gate keeps running (Ctrl-C stops it and the demo's PostgreSQL; the cluster stays until \`npm run demo -- --down\`). Try:
+  ${helm} ${nextUpgradeArgs(kubeconfig).map((a) => (/[ ;\\]/.test(a) ? `'${a}'` : a)).join(" ")}
+  ${k} get migrationwindows -w     # the window moves through its steps
+  npx schema-gate status -n ${DEMO_NAMESPACE} --kubeconfig ${kubeconfig}
+  npx schema-gate wait orders -n ${DEMO_NAMESPACE} --kubeconfig ${kubeconfig}
+  the maintenance page while a window runs: ${pageUrl}`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", () => resolve());
+    process.once("SIGTERM", () => resolve());
+  });
+}
+
+const keep = process.argv.includes("--keep") ? keepRunning : undefined;
 
 // `npm run demo`: the whole story on the local cluster; `npm run demo -- --down` cleans up.
 if (process.argv.includes("--down")) {
@@ -17,7 +38,7 @@ if (process.argv.includes("--down")) {
   const [cluster, postgres] = await Promise.all([startLocalCluster(), startPostgres()]);
   console.log(`  ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   try {
-    const result = await runDemo(cluster, postgres, (line) => console.log(line));
+    const result = await runDemo(cluster, postgres, (line) => console.log(line), undefined, keep ? (running) => keep(cluster.kubeconfig, cluster.binaries.helm, running.pageUrl) : undefined);
     if (result.window.result !== "Done") process.exitCode = 1;
   } finally {
     // Without the gate running, its webhooks would refuse changes to opted-in Deployments.

@@ -1,5 +1,7 @@
 import { strict as assert } from "node:assert";
-import { runDemo } from "../../src/demo/demo.js";
+import { DEMO_NAMESPACE, nextUpgradeArgs, runDemo } from "../../src/demo/demo.js";
+import type { WindowState } from "../../src/core/window.js";
+import { windowSettled } from "../support/shop.js";
 import { gateIdentity } from "../support/gate.js";
 import { testEnv } from "../support/env.js";
 
@@ -8,7 +10,12 @@ describe("the demo scenario (npm run demo) on the real control plane and Postgre
     this.timeout(5 * 60_000);
     const env = await testEnv();
     const lines: string[] = [];
-    const result = await runDemo(env.cluster, env.postgres, (line) => lines.push(line), await gateIdentity(env));
+    let kept: WindowState | undefined;
+    // --keep: with the gate still running, the upgrade it suggests goes through a window of its own.
+    const result = await runDemo(env.cluster, env.postgres, (line) => lines.push(line), await gateIdentity(env), async () => {
+      await env.cluster.helm(nextUpgradeArgs(env.cluster.kubeconfig));
+      kept = await windowSettled(env, DEMO_NAMESPACE, "3");
+    });
     const printed = lines.join("\n");
     assert.equal(result.window.result, "Done", printed);
     assert.equal(result.window.version, "2");
@@ -25,5 +32,6 @@ describe("the demo scenario (npm run demo) on the real control plane and Postgre
     }
     assert.match(printed, /terminated \d session\(s\): .*orders \(idle in transaction\)/);
     assert.match(printed, /maintenance page is on: http:\/\/127\.0\.0\.1:\d+\//);
+    assert.equal(kept?.result, "Done", JSON.stringify(kept?.failure));
   });
 });
