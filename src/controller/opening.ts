@@ -1,4 +1,4 @@
-import { restorePatch, rezeroPatch } from "../core/member-patches.js";
+import { restorePatch, reholdPatch } from "../core/member-patches.js";
 import { heldMembers, planWindow, StepFailure, type WindowState } from "../core/window.js";
 import { openWindow, settle } from "../core/window-policy.js";
 import { isConnectionError } from "../db/errors.js";
@@ -23,8 +23,8 @@ export async function considerOpening(deps: WindowDeps, group: Group, stored: St
     await warnOnce(deps, group, memory, "InvalidAnnotations", `deployment ${group.namespace}/${plan.member}: ${plan.problem}`, held);
     return DONE;
   }
-  // A hold somebody bypassed: the held Deployments stay at zero until their window.
-  if ((await deps.members.patchEach(group, "hold them at zero", rezeroPatch)).length > 0) return AGAIN;
+  // A hold somebody bypassed: the held Deployments stay paused until their window.
+  if ((await deps.members.patchEach(group, "keep them paused", reholdPatch)).length > 0) return AGAIN;
 
   const previous = stored.state;
   if (previous?.version === plan.version && previous.result === "Done") {

@@ -58,8 +58,10 @@ function requestedReplicas(deployment: HoldView): number {
 
 /**
  * The mutating webhook: holds an opted-in Deployment whose target schema version is not
- * the applied one (replicas 0, the asked-for count recorded), and keeps the gate-owned
- * annotations as stored. Pure: the same input always gives the same patch, and applying
+ * the applied one, and keeps the gate-owned annotations as stored. A hold costs no
+ * downtime: `spec.paused` keeps the new template from rolling out while the old pods keep
+ * serving at their current count (a first install starts none); the asked-for count is
+ * recorded, and the window scales to zero only at its quiesce step. Pure: the same input always gives the same patch, and applying
  * the patch then asking again gives no patch (safe under reinvocation).
  */
 export function mutate(request: AdmissionRequest, context: AdmissionContext): Decision {
@@ -105,7 +107,10 @@ function holdOperations(request: AdmissionRequest, context: AdmissionContext, in
     // A re-applied manifest (helm upgrade again, kubectl apply) asks for the count the gate
     // already recorded: keep the hold rather than treat it as a scale-up.
     const desired = Number(oldAnnotations[A.desiredReplicas]);
-    if (result.spec.replicas === desired && desired !== 0) result.spec.replicas = 0;
+    const current = old?.spec?.replicas ?? 0;
+    if (result.spec.replicas === desired && desired !== current) result.spec.replicas = current;
+    // A manifest that does not mention `paused` (most) keeps it; one that unpauses does not.
+    if (old?.spec?.paused === true) result.spec.paused = true;
     return compare(original, result);
   }
 
@@ -128,15 +133,17 @@ function holdOperations(request: AdmissionRequest, context: AdmissionContext, in
     annotations[A.phase] = Phase.Pending;
     annotations[A.message] =
       `held: waiting for the migration window of database group "${parsed.ok ? parsed.spec.database : ""}" ` +
-      `to schema version "${version}"`;
-    result.spec.replicas = 0;
+      `to schema version "${version}"${old ? " (the running pods keep serving until the window stops them)" : ""}`;
+    result.spec.paused = true;
+    // Old pods keep serving at the count they run at; a first install has none to start.
+    result.spec.replicas = old?.spec?.replicas ?? 0;
   }
   return compare(original, result);
 }
 
 interface HoldView {
   metadata: { annotations?: Record<string, string> };
-  spec: { replicas?: number };
+  spec: { replicas?: number; paused?: boolean };
 }
 
 /** The fields the mutation may change, as a standalone object whose diff is the patch. */
@@ -144,6 +151,7 @@ function holdView(deployment: Deployment): HoldView {
   const view: HoldView = { metadata: {}, spec: {} };
   if (deployment.metadata?.annotations) view.metadata.annotations = deployment.metadata.annotations;
   if (deployment.spec?.replicas !== undefined) view.spec.replicas = deployment.spec.replicas;
+  if (deployment.spec?.paused !== undefined) view.spec.paused = deployment.spec.paused as boolean;
   return view;
 }
 
@@ -151,7 +159,7 @@ function alreadyHeld(deployment: HoldView): boolean {
   const annotations = deployment.metadata.annotations ?? {};
   return (
     annotations[A.phase] === Phase.Pending &&
-    deployment.spec?.replicas === 0 &&
+    deployment.spec?.paused === true &&
     /^\d+$/.test(annotations[A.desiredReplicas] ?? "")
   );
 }
@@ -213,7 +221,7 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
   }
   const { spec } = parsed;
 
-  if (held && incoming?.spec?.replicas !== old?.spec?.replicas) {
+  if (held && (incoming?.spec?.replicas !== old?.spec?.replicas || Boolean(incoming?.spec?.paused) !== Boolean(old?.spec?.paused))) {
     return deny("Forbidden", heldMessage(request, oldAnnotations));
   }
 

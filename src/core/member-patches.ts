@@ -13,7 +13,7 @@ export type MergePatch = Record<string, unknown>;
 /** The least of a Deployment these decisions read; client objects and raw JSON both fit. */
 export interface Member {
   metadata?: { name?: string; uid?: string; generation?: number; annotations?: Record<string, string> };
-  spec?: { replicas?: number; template?: unknown };
+  spec?: { replicas?: number; paused?: boolean; template?: unknown };
   status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
 }
 
@@ -60,13 +60,24 @@ export function restorePatch(member: Member, version: string, message: string): 
   }
   return {
     metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null } },
-    spec: { replicas: desiredReplicas(member) },
+    // Unpausing rolls the held template out, now that its schema is in.
+    spec: { replicas: desiredReplicas(member), ...(heldPaused(member, version) ? { paused: false } : {}) },
   };
 }
 
-/** A hold somebody bypassed (replicas raised while held): back to zero until the window. */
-export function rezeroPatch(member: Member): MergePatch | undefined {
-  return isHeld(annotationsOf(member)) && (member.spec?.replicas ?? 0) > 0 ? { spec: { replicas: 0 } } : undefined;
+/** Paused by the hold: the member carries the version the gate held it for. */
+const heldPaused = (member: Member, version: string | undefined) =>
+  member.spec?.paused === true && version !== undefined && annotationsOf(member)[A.schemaVersion] === version;
+
+/**
+ * A hold somebody bypassed (unpaused while held, or held by a gate from before holds
+ * paused): paused again, so the new template cannot roll out before its migration.
+ */
+export function reholdPatch(member: Member): MergePatch | undefined {
+  const annotations = annotationsOf(member);
+  if (!isHeld(annotations) || member.spec?.paused === true || annotations[A.schemaVersion] === undefined) return undefined;
+  if (annotations[A.schemaVersion] === annotations[A.appliedVersion]) return undefined;
+  return { spec: { paused: true } };
 }
 
 /** Phase and message on a held member (Failed, or Migrating again on retry). */
@@ -96,11 +107,15 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
   const annotations = annotationsOf(member);
   if (!isHeld(annotations)) return undefined;
   const changed = changedByWindow(member, state);
+  const unpause = member.spec?.paused === true ? { paused: false } : {};
   if (changed && previous === undefined) {
-    return { metadata: { annotations: {
-      [A.phase]: Phase.Aborted, [A.desiredReplicas]: null,
-      [A.message]: `window ${state.id} ${verb}; no earlier revision to return to, so it stays at zero: scale it up or re-apply once the migration is fixed`,
-    } } };
+    return {
+      metadata: { annotations: {
+        [A.phase]: Phase.Aborted, [A.desiredReplicas]: null,
+        [A.message]: `window ${state.id} ${verb}; no earlier revision to return to, so it stays at zero: scale it up or re-apply once the migration is fixed`,
+      } },
+      ...(member.spec?.paused === true ? { spec: unpause } : {}),
+    };
   }
   return {
     metadata: {
@@ -111,7 +126,7 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
         ...(changed && state.fromVersion !== undefined ? { [A.schemaVersion]: state.fromVersion } : {}),
       },
     },
-    spec: { replicas: desiredReplicas(member), ...(changed && previous !== undefined ? { template: previous } : {}) },
+    spec: { replicas: desiredReplicas(member), ...unpause, ...(changed && previous !== undefined ? { template: previous } : {}) },
   };
 }
 
@@ -123,15 +138,18 @@ function podSpecOf(template: unknown): string {
 }
 
 /**
- * The pod template of the revision before the member's current one, from its ReplicaSets
- * (what `kubectl rollout undo` uses). Undefined for a first revision.
+ * The pod template the member ran before its current one, from its ReplicaSets (what
+ * `kubectl rollout undo` uses): the newest whose template differs. Undefined for a first
+ * revision.
  */
 export function previousTemplate(member: Member, replicaSets: readonly ReplicaSetLike[]): unknown | undefined {
   const revision = revisionOf(member);
   const current = podSpecOf(member.spec?.template);
   const previous = replicaSets
     .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === member.metadata?.uid))
-    .filter((rs) => revisionOf(rs) < revision || revision === 0)
+    // Paused by the hold, the Deployment's revision is still the old ReplicaSet's: it counts too
+    // (unpaused, the current revision's ReplicaSet has the current template and is passed over).
+    .filter((rs) => revisionOf(rs) <= revision || revision === 0)
     .sort((a, b) => revisionOf(b) - revisionOf(a))
     .find((rs) => podSpecOf(rs.spec?.template) !== current);
   if (!previous) return undefined;

@@ -95,7 +95,7 @@ export async function runDemo(
     say("• helm upgrade shop (schema version 2: ALTER TABLE items, which needs the table to itself)");
     const started = Date.now();
     await helm(["upgrade", "shop", CHART, "-f", await values("2", V2)]);
-    say(`  helm returned in ${((Date.now() - started) / 1000).toFixed(1)}s with every service held at 0 replicas`);
+    say(`  helm returned in ${((Date.now() - started) / 1000).toFixed(1)}s with every service held: paused, its old pods serving until the window stops them`);
     const { state, pageSeenWhileOn } = await follow(kc, core, "2", say, page.url);
     await rolloutReady(apps, say);
     for (const client of sessions) await client.end().catch(() => undefined);

@@ -150,11 +150,14 @@ describe("admission webhook against the real apiserver", function () {
     for (const [name, replicas] of [["orders", 2], ["billing", 2], ["catalog", 1]] as const) {
       await asGate(["annotate", `deployment/${name}`, "--overwrite", `${A.appliedVersion}=1`, `${A.phase}=Done`, `${A.desiredReplicas}-`]);
       await asGate(["scale", `deployment/${name}`, `--replicas=${replicas}`]);
+      await asGate(["rollout", "resume", `deployment/${name}`]);
     }
+    await asGate(["rollout", "status", "deployment/billing", "--timeout=60s"]);
     await helm(["upgrade", "shop", chart, "--set", "schemaVersion=2"]);
     for (const [name, replicas] of [["orders", 2], ["billing", 2], ["catalog", 1]] as const) {
       const stored = await get(name);
-      assert.equal(stored.spec?.replicas, 0, `${name} is held`);
+      assert.equal(stored.spec?.paused, true, `${name} is held: its new template does not roll out`);
+      assert.equal(stored.spec?.replicas, replicas, `${name}'s old pods keep serving until the window quiesces it`);
       assert.equal(stored.metadata?.annotations?.[A.phase], "Pending");
       assert.equal(stored.metadata?.annotations?.[A.desiredReplicas], String(replicas));
       assert.equal(stored.metadata?.annotations?.[A.appliedVersion], "1");
@@ -162,7 +165,12 @@ describe("admission webhook against the real apiserver", function () {
     }
     // Running the same upgrade again re-asserts the chart's replicas: the hold stays.
     await helm(["upgrade", "shop", chart, "--set", "schemaVersion=2"]);
-    assert.equal((await get("billing")).spec?.replicas, 0);
+    const again = await get("billing");
+    assert.deepEqual([again.spec?.paused, again.spec?.replicas], [true, 2]);
+    // Old pods still serve, and none of the new template started.
+    const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: "app.kubernetes.io/name=billing" });
+    assert.ok(pods.items.length > 0 && pods.items.every((p) => p.spec?.containers[0]?.image === "registry.example/shop-billing:1"),
+      pods.items.map((p) => p.spec?.containers[0]?.image).join(", "));
   });
 
   it("fails closed for opted-in Deployments and stays invisible to others while the gate is down", async function () {

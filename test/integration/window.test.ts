@@ -136,6 +136,9 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
     it("releases a version bump whose SQL files are all applied without opening a window", async function () {
       const before = await windowRecord(env, ns);
       await releaseShop(env, ns, { schemaVersion: "3", sql: V2 });
+      // Held paused, the old pods stay ready: wait for the release itself.
+      await pollUntil(async () => [...(await deploymentsOf(env, ns)).values()].every((d) => d.metadata?.annotations?.[A.appliedVersion] === "3") || undefined,
+        { timeoutMs: 30_000, what: "every service released at version 3" });
       await shopReady(env, ns);
       const after = await deploymentsOf(env, ns);
       for (const [name, d] of after) assert.equal(d.metadata?.annotations?.[A.appliedVersion], "3", name);

@@ -95,8 +95,10 @@ export class FakeWorld {
           ...(applied ? { [A.appliedVersion]: applied } : {}),
         },
       },
+      // As the hold leaves it: paused, the old pods still serving (none for a first install).
       spec: {
-        replicas: 0,
+        replicas: applied ? 2 : 0,
+        paused: true,
         selector: { matchLabels: { app: name } },
         template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "app", image: `shop/${name}:${version}` }] } },
       },

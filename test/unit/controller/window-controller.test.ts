@@ -37,6 +37,7 @@ function assertDone(world: FakeWorld): void {
   for (const name of MEMBERS) {
     const d = world.deployment(name);
     assert.equal(d.spec?.replicas, 2, name);
+    assert.equal(d.spec?.paused, false, `${name} unpaused: the new template rolls out`);
     assert.equal(d.metadata?.annotations?.[A.phase], "Done", name);
     assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2", name);
     assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined, name);
@@ -52,8 +53,15 @@ const replacing = (step: Step, body: StepBody): Steps => ({ ...STEP_BODIES, [ste
 describe("the window controller, driven with fakes", () => {
   it("runs a full window: the steps in order, the story told, the migration once, the group restored", async () => {
     const world = new FakeWorld({ applied: "1" });
-    assert.equal(await drive(world, world.deps()), "settled");
+    const serving: number[] = [];
+    const watched = replacing("maintenance-on", async (context) => {
+      serving.push(...MEMBERS.map((name) => world.deployment(name).spec?.replicas ?? 0));
+      return STEP_BODIES["maintenance-on"](context);
+    });
+    assert.equal(await drive(world, world.deps(), watched), "settled");
     assertDone(world);
+    assert.deepEqual(serving, [2, 2, 2], "the old pods served until quiesce (the hold paused, it did not stop them)");
+    assert.ok((world.record.state!.timings.drain ?? 0) > 0, "drain waited for the old pods to go");
     assert.deepEqual(world.saves.map((s) => s.step), ORDER);
     assert.deepEqual(world.events.map((e) => e.reason), ["WindowOpened", "Quiesced", "SessionsTerminated", "Migrated", "Restored", "WindowDone"]);
     assert.deepEqual(world.record.state!.sessions?.map((s) => s.pid), [42]);

@@ -69,6 +69,7 @@ describe("mutate (hold)", () => {
         "add /metadata/annotations/schema-gate.dev~1desired-replicas",
         "add /metadata/annotations/schema-gate.dev~1message",
         "add /metadata/annotations/schema-gate.dev~1phase",
+        "add /spec/paused",
         "replace /spec/replicas",
       ],
     );
@@ -84,14 +85,31 @@ describe("mutate (hold)", () => {
     assert.equal(result.metadata!.annotations![A.phase], undefined);
   });
 
-  it("holds an update to a new version, recording the replicas asked for", () => {
+  it("holds an update to a new version without stopping the old pods: paused at the running count, the asked-for count recorded", () => {
     const request = update({ [A.appliedVersion]: "7" });
     setReplicas(request, 4);
     const decision = mutate(request, context());
     const held = assertStable(request, decision, context());
-    assert.equal(held.spec!.replicas, 0);
+    assert.equal(held.spec!.paused, true, "the new template does not roll out");
+    assert.equal(held.spec!.replicas, 3, "the old pods keep serving at the count they run at");
     assert.equal(held.metadata!.annotations![A.desiredReplicas], "4");
     assert.equal(held.metadata!.annotations![A.appliedVersion], "7");
+    assert.match(held.metadata!.annotations![A.message]!, /running pods keep serving until the window stops them/);
+  });
+
+  it("starts nothing for a first install: paused at zero", () => {
+    const held = apply(create(), mutate(create(), context()));
+    assert.deepEqual([held.spec!.paused, held.spec!.replicas], [true, 0]);
+  });
+
+  it("keeps a held Deployment paused at its running count when helm upgrade is run again (the chart's count, no paused field)", () => {
+    const held = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4" };
+    const request = update(held, 3);
+    (request.oldObject as Deployment).spec!.paused = true;
+    Object.assign(annotationsOf(request), held);
+    setReplicas(request, 4);
+    const result = assertStable(request, mutate(request, context()), context());
+    assert.deepEqual([result.spec!.paused, result.spec!.replicas], [true, 3]);
   });
 
   it("leaves an update that keeps the applied version untouched", () => {
@@ -147,7 +165,7 @@ describe("mutate (hold)", () => {
     annotationsOf(request)[A.appliedVersion] = "8"; // a user trying to skip the migration
     const result = apply(request, mutate(request, context()));
     assert.equal(result.metadata!.annotations![A.appliedVersion], "7");
-    assert.equal(result.spec!.replicas, 0, "still held: version 8 was never applied");
+    assert.equal(result.spec!.paused, true, "still held: version 8 was never applied");
   });
 
   it("drops gate-owned annotations a user puts on a new Deployment", () => {
@@ -204,6 +222,15 @@ describe("validate", () => {
     assert.match(message, /held by schema-gate .* "orders-db" \(phase Migrating\); its replicas are set back to 3/);
     assert.match(message, /schema-gate wait orders-api -n default/);
     assert.match(message, /schema-gate abort orders-db -n default/);
+  });
+
+  it("denies unpausing a held Deployment (it would roll out the new version before its migration)", () => {
+    const request = update({ [A.phase]: "Pending", [A.desiredReplicas]: "3" }, 3);
+    (request.oldObject as Deployment).spec!.paused = true;
+    Object.assign(annotationsOf(request), { [A.phase]: "Pending", [A.desiredReplicas]: "3" });
+    setReplicas(request, 3);
+    (request.object as Deployment).spec!.paused = false;
+    assert.equal(denial(validate(request, context())).code, 403);
   });
 
   it("lets the gate scale a held Deployment", () => {

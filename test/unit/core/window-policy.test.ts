@@ -7,7 +7,7 @@ import {
   previousTemplate,
   quiescePatch,
   restorePatch,
-  rezeroPatch,
+  reholdPatch,
   rollbackPatch,
   rolloutReady,
 } from "../../../src/core/member-patches.js";
@@ -161,6 +161,13 @@ describe("member patches", () => {
     assert.equal(quiescePatch(member("a", { [A.phase]: "Migrating" }, 0), "m"), undefined);
   });
 
+  it("unpauses a member held for the window's version as it restores it, and only such a member", () => {
+    const paused = { ...held("a"), spec: { replicas: 0, paused: true } };
+    assert.deepEqual(restorePatch(paused, "2", "m")?.spec, { replicas: 3, paused: false });
+    const userPaused = { ...member("q", { [A.phase]: "Migrating", [A.desiredReplicas]: "1" }), spec: { replicas: 0, paused: true } };
+    assert.deepEqual(restorePatch(userPaused, "2", "m")?.spec, { replicas: 1 }, "a quiesce-only member paused by its owner stays paused");
+  });
+
   it("restores held members only, to their recorded replicas", () => {
     assert.deepEqual(restorePatch(held("a"), "2", "m"), {
       metadata: { annotations: { [A.phase]: "Done", [A.appliedVersion]: "2", [A.message]: "m", [A.desiredReplicas]: null } },
@@ -176,9 +183,10 @@ describe("member patches", () => {
     assert.deepEqual(other, { metadata: { annotations: { [A.phase]: "Pending", [A.message]: "waiting for a window to schema version 3 (this window applied 2)" } } });
   });
 
-  it("re-zeroes a held member someone scaled up, and marks only held members", () => {
-    assert.deepEqual(rezeroPatch({ ...held("a"), spec: { replicas: 2 } }), { spec: { replicas: 0 } });
-    assert.equal(rezeroPatch(member("a", { [A.phase]: "Done" }, 2)), undefined);
+  it("pauses again a held member someone unpaused, and marks only held members", () => {
+    assert.deepEqual(reholdPatch({ ...held("a"), spec: { replicas: 2, paused: false } }), { spec: { paused: true } });
+    assert.equal(reholdPatch({ ...held("a"), spec: { replicas: 2, paused: true } }), undefined);
+    assert.equal(reholdPatch(member("a", { [A.phase]: "Done" }, 2)), undefined);
     assert.equal(markPatch(member("a", { [A.phase]: "Done" }), "Failed", "m"), undefined);
     assert.equal(markPatch(held("a", { [A.phase]: "Failed", [A.message]: "m" }), "Failed", "m"), undefined);
   });
@@ -204,6 +212,9 @@ describe("member patches", () => {
     const found = previousTemplate(d, [rs("3", "img/a:2"), rs("2", "img/a:2"), rs("1", "img/a:1"), rs("2", "other", "uid-b")]);
     assert.deepEqual(found, { metadata: { labels: {} }, spec: { containers: [{ name: "app", image: "img/a:1" }] } });
     assert.equal(previousTemplate(d, [rs("3", "img/a:2")]), undefined);
+    // Held paused, the new template never rolled out: the revision is still the old one's.
+    const paused = { ...d, metadata: { ...d.metadata, annotations: { ...d.metadata.annotations, "deployment.kubernetes.io/revision": "1" } } };
+    assert.deepEqual(previousTemplate(paused, [rs("1", "img/a:1")]), { metadata: { labels: {} }, spec: { containers: [{ name: "app", image: "img/a:1" }] } });
   });
 
   it("calls a rollout ready only when observed and every replica is updated and available", () => {
