@@ -36,11 +36,14 @@ const routes = {
 const server = createServer(async (req, res) => {
   inFlight++;
   const route = routes[(req.url ?? "").split("?")[0]];
+  // Once terminating, no connection is kept alive: server.close() waits for none of them.
+  const send = (status, body) => res.writeHead(status, { "content-type": "application/json", ...(terminating ? { connection: "close" } : {}) })
+    .end(JSON.stringify(body));
   try {
     const body = route ? await route(req.url) : { error: "not found" };
-    res.writeHead(route ? 200 : 404, { "content-type": "application/json" }).end(JSON.stringify(body));
+    send(route ? 200 : 404, body);
   } catch (error) {
-    res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: String(error) }));
+    send(500, { error: String(error) });
   } finally {
     inFlight--;
   }
