@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import type { V1Pod } from "@kubernetes/client-node";
 import type { RealNode } from "../../src/local/real-node.js";
-import type { WindowState } from "../../src/core/window.js";
+import { STEPS, type WindowState } from "../../src/core/window.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { requireRealNode } from "../support/real-node.js";
@@ -126,7 +126,7 @@ describe("real shop: the shop chart's services as real pods on the real node, th
     await Promise.all([...logs.values()].map((l) => l.ended));
     const committed = Date.parse(state.committedAt!);
     const stops = checkOldPodsStopped(logs, committed);
-    const starts = await checkNewPodsAfterCommit(old, committed);
+    const { starts, sessions } = await checkNewPodsAfterCommit(old, committed);
 
     for (const [name, replicas] of Object.entries(SHOP_SERVICES)) {
       assert.equal(answers[name]!.length, replicas, name);
@@ -138,7 +138,7 @@ describe("real shop: the shop chart's services as real pods on the real node, th
       assert.equal(endpoints.split(/\s+/).filter(Boolean).length, replicas, `${name} endpoints: ${endpoints}`);
     }
 
-    report(state, { upgraded, ready, stops, starts, polls, inFlight });
+    report(state, { upgraded, ready, stops, starts, sessions, polls, inFlight });
   });
 
   /** Every old pod logged SIGTERM, finished, closed its pool and exited, all before the commit. */
@@ -160,7 +160,7 @@ describe("real shop: the shop chart's services as real pods on the real node, th
    * The new pods' containers (kubelet start times) and every pod session on the database
    * (microseconds: none of the old pods' is left) began after the commit.
    */
-  async function checkNewPodsAfterCommit(old: V1Pod[], committed: number): Promise<number[]> {
+  async function checkNewPodsAfterCommit(old: V1Pod[], committed: number): Promise<{ starts: number[]; sessions: number[] }> {
     const oldNames = new Set(old.map((p) => p.metadata?.name));
     const fresh = (await shopPods()).filter((p) => !oldNames.has(p.metadata?.name));
     assert.equal(fresh.length, 5);
@@ -177,25 +177,27 @@ describe("real shop: the shop chart's services as real pods on the real node, th
     const freshIPs = new Set(fresh.map((p) => p.status?.podIP));
     assert.ok(sessions.filter((s) => freshIPs.has(s.addr)).length >= 5, JSON.stringify(sessions));
     for (const s of sessions) assert.ok(s.started.getTime() > committed, `session from ${s.addr} began ${s.started.toISOString()}, before the commit`);
-    return starts;
+    return { starts, sessions: sessions.map((s) => s.started.getTime()) };
   }
 
   function report(
     state: WindowState,
-    m: { upgraded: number; ready: number; stops: number[]; starts: number[]; polls: Poll[]; inFlight: Answer },
+    m: { upgraded: number; ready: number; stops: number[]; starts: number[]; sessions: number[]; polls: Poll[]; inFlight: Answer },
   ): void {
     const at = (iso?: string) => Date.parse(iso!);
     const committed = at(state.committedAt);
     const ok = m.polls.filter((p) => p.outcome.startsWith("version"));
     const lastOld = Math.max(...ok.filter((p) => p.outcome === "version 1").map((p) => p.at));
     const firstNew = Math.min(...ok.filter((p) => p.outcome === "version 2").map((p) => p.at));
-    const steps = Object.entries(state.timings).map(([step, ms]) => `${step} ${ms} ms`).join(", ");
+    const steps = STEPS.filter((s) => state.timings[s] !== undefined).map((s) => `${s} ${state.timings[s]} ms`).join(", ");
     console.log(`      window steps: ${steps}`);
-    console.log(`      helm upgrade -> quiesced ${seconds(at(state.quiescedAt) - m.upgraded)}; quiesced -> first SIGTERM ${seconds(Math.min(...m.stops) - at(state.quiescedAt))}; ` +
-      `last pool closed -> commit ${seconds(committed - Math.max(...m.stops))}; quiesced -> commit ${seconds(committed - at(state.quiescedAt))}`);
-    console.log(`      new containers started ${seconds(Math.min(...m.starts) - committed)} to ${seconds(Math.max(...m.starts) - committed)} after the commit ` +
-      `(kubelet times, 1 s precision); every service at its replicas ${seconds(m.ready - committed)} after the commit`);
-    console.log(`      orders through its Service every 100 ms: ${runs(m.polls)}; downtime (last v1 answer -> first v2 answer) ${seconds(firstNew - lastOld)}`);
+    // The webhook holds the upgraded Deployments at 0 at admission: the old pods get SIGTERM before the quiesce step runs.
+    console.log(`      from the helm upgrade: first SIGTERM ${seconds(Math.min(...m.stops) - m.upgraded)}, quiesce step ${seconds(at(state.quiescedAt) - m.upgraded)}, ` +
+      `last pool closed ${seconds(Math.max(...m.stops) - m.upgraded)} (the in-flight ${SLOW_MS / 1000} s request finished first), commit ${seconds(committed - m.upgraded)}`);
+    console.log(`      after the commit: new pods' sessions opened ${seconds(Math.min(...m.sessions) - committed)} to ${seconds(Math.max(...m.sessions) - committed)}, ` +
+      `containers started (kubelet, 1 s precision) ${m.starts.map((t) => seconds(t - committed)).join(" ")}; every service ready at its replicas ${seconds(m.ready - committed)}`);
+    console.log(`      orders through its Service every 100 ms: ${runs(m.polls)}; downtime (last v1 answer -> first v2 answer) ${seconds(firstNew - lastOld)}, ` +
+      `${m.polls.filter((p) => !p.outcome.startsWith("version")).length} refused or timed out`);
     console.log(`      sessions the gate terminated: ${JSON.stringify(state.sessions ?? [])}; the in-flight /slow?ms=${SLOW_MS} request answered ${m.inFlight.status}`);
   }
 });
