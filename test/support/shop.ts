@@ -18,15 +18,18 @@ export const GROUP = "shop-db";
 
 let databases = 0;
 
-/** A fresh database on the test PostgreSQL with the application's table, and a Secret naming it. */
-export async function shopDatabase(env: TestEnv, namespace: string): Promise<{ target: DatabaseTarget; url: string }> {
+/**
+ * A fresh database on the test PostgreSQL with the application's table, and a Secret naming it
+ * at `host` (pods on the real node and the gate on the host both reach the bridge address).
+ */
+export async function shopDatabase(env: TestEnv, namespace: string, host = env.postgres.host): Promise<{ target: DatabaseTarget; url: string }> {
   const pgServer = env.postgres;
   const database = `shop_${process.pid}_${++databases}`;
   const admin = new pg.Client({ connectionString: pgServer.url });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${database}`);
   await admin.end();
-  const url = `postgres://${pgServer.user}:${encodeURIComponent(pgServer.password)}@${pgServer.host}:${pgServer.port}/${database}`;
+  const url = `postgres://${pgServer.user}:${encodeURIComponent(pgServer.password)}@${host}:${pgServer.port}/${database}`;
   const setup = new pg.Client({ connectionString: url });
   await setup.connect();
   await setup.query("CREATE TABLE items (id int PRIMARY KEY, name text)");
@@ -37,7 +40,7 @@ export async function shopDatabase(env: TestEnv, namespace: string): Promise<{ t
   });
   return {
     url,
-    target: { host: pgServer.host, port: pgServer.port, user: pgServer.user, password: pgServer.password, database },
+    target: { host, port: pgServer.port, user: pgServer.user, password: pgServer.password, database },
   };
 }
 
