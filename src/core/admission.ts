@@ -166,6 +166,14 @@ function alreadyHeld(deployment: HoldView): boolean {
 
 function validateScale(request: AdmissionRequest, context: AdmissionContext): Decision {
   const target = context.deployment(request.namespace ?? "", request.name ?? "");
+  // Only Deployments on the scale guard's list of held ones reach this webhook: one missing
+  // from the cache is one the gate cannot vouch for yet, so it fails closed.
+  if (!target) {
+    return deny(
+      "Conflict",
+      `deployment ${request.namespace}/${request.name} is held by schema-gate but not yet in its cache; try again in a few seconds`,
+    );
+  }
   const annotations = annotationsOf(target);
   if (!isHeld(annotations)) return allow();
   const next = (request.object as Scale | undefined)?.spec?.replicas;

@@ -18,6 +18,15 @@ const decode = (value: string | undefined) => (value === undefined ? undefined :
  * (postgres://user:password@host:port/database) or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
  * Problems name the Secret and the key, never a value (it may be a password).
  */
+/** A URL part decoded, or undefined when it is not valid percent-encoding (decodeURIComponent would throw). */
+function percentDecoded(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return undefined;
+  }
+}
+
 export function readDatabaseSecret(name: string, data: Record<string, string> | undefined): SecretResult {
   const get = (key: string) => decode(data?.[key])?.trim();
   const url = get("url");
@@ -31,7 +40,10 @@ export function readDatabaseSecret(name: string, data: Record<string, string> | 
     if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
       return { ok: false, problem: `Secret ${name}: key "url" must start with postgres:// or postgresql://` };
     }
-    const database = decodeURIComponent(parsed.pathname.replace(/^\//, ""));
+    const [database, user, password] = [parsed.pathname.replace(/^\//, ""), parsed.username, parsed.password].map(percentDecoded);
+    if (database === undefined || user === undefined || password === undefined) {
+      return { ok: false, problem: `Secret ${name}: key "url" has invalid percent-encoding in its user, password or database; write a "%" as %25` };
+    }
     if (!parsed.hostname || !database || !parsed.username) {
       return { ok: false, problem: `Secret ${name}: key "url" needs a user, a host and a database name (postgres://user:password@host:5432/database)` };
     }
@@ -41,8 +53,8 @@ export function readDatabaseSecret(name: string, data: Record<string, string> | 
       target: {
         host: parsed.hostname.replace(/^\[|\]$/g, ""),
         port: parsed.port ? Number(parsed.port) : 5432,
-        user: decodeURIComponent(parsed.username),
-        password: decodeURIComponent(parsed.password),
+        user,
+        password,
         database,
         ...(sslmode ? { ssl: sslmode } : {}),
       },

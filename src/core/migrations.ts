@@ -18,7 +18,7 @@ export const checksum = (sql: string) => createHash("sha256").update(sql, "utf8"
 export function migrationFiles(data: Record<string, string> | undefined): MigrationFile[] {
   return Object.entries(data ?? {})
     .filter(([name]) => name.endsWith(".sql"))
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .sort(([a], [b]) => byName(a, b))
     .map(([name, sql]) => ({ name, sql, checksum: checksum(sql) }));
 }
 
@@ -41,8 +41,24 @@ export function pendingFiles(files: MigrationFile[], applied: AppliedFile[]): Pe
       };
     }
   }
-  return { ok: true, pending: files.filter((file) => !history.has(file.name)) };
+  const pending = files.filter((file) => !history.has(file.name));
+  // A new file that sorts before an applied one would run after it although written to run
+  // before: refuse, as Flyway does unless outOfOrder is set.
+  const last = [...history.keys()].sort(byName).at(-1);
+  const early = last === undefined ? undefined : pending.find((file) => byName(file.name, last) < 0);
+  if (early && last) {
+    const digits = /^(\d+)/.exec(last)?.[1];
+    const next = digits ? `${String(Number(digits) + 1).padStart(digits.length, "0")}_...` : `a name after ${last}`;
+    return {
+      ok: false,
+      problem: `${early.name} is new but sorts before ${last}, which is applied already; rename it to sort after the applied files (e.g. ${next})`,
+    };
+  }
+  return { ok: true, pending };
 }
+
+/** Byte order of names, the order files are applied in. */
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Line and column (1-based) of a character position PostgreSQL reports in an error. */
 export function lineAndColumn(sql: string, position: number): { line: number; column: number } {

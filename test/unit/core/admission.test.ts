@@ -260,8 +260,10 @@ describe("validate", () => {
       done.metadata!.annotations![A.phase] = "Done";
       assert.deepEqual(validate(admissionReview("deployment-scale").request, context({ deployment: done })), { kind: "allow" });
     });
-    it("allows it for a Deployment the gate does not know", () => {
-      assert.deepEqual(validate(admissionReview("deployment-scale").request, context()), { kind: "allow" });
+    it("fails closed for a Deployment on the held list that its cache does not know yet", () => {
+      const answer = denial(validate(admissionReview("deployment-scale").request, context()));
+      assert.equal(answer.code, 409);
+      assert.match(answer.message, /not yet in its cache; try again in a few seconds/);
     });
   });
 

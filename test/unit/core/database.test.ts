@@ -25,6 +25,7 @@ describe("readDatabaseSecret", () => {
     ["a url without database", b64({ url: "postgres://app:pw@db:5432/" }), /needs a user, a host and a database/],
     ["PG* keys missing some", b64({ PGHOST: "db" }), /Secret db lacks PGUSER, PGDATABASE/],
     ["a bad PGPORT", b64({ PGHOST: "db", PGUSER: "u", PGDATABASE: "d", PGPORT: "http" }), /PGPORT is not a port/],
+    ["a url whose password is not valid percent-encoding", b64({ url: "postgres://app:pw%zz@db:5432/shop" }), /key "url" has invalid percent-encoding in its user, password or database; write a "%" as %25/],
   ];
   for (const [what, data, expected] of bad) {
     it(`explains ${what} without echoing values`, () => {
@@ -45,6 +46,11 @@ describe("migration files", () => {
     const result = pendingFiles(migrationFiles(data), [{ name: "002_a.sql", checksum: checksum("A") }]);
     assert.ok(result.ok);
     assert.deepEqual(result.pending.map((f) => f.name), ["010_b.sql", "100_c.sql"]);
+  });
+  it("refuses a new file that sorts before an applied one (it would run out of order, as Flyway's outOfOrder refuses)", () => {
+    const result = pendingFiles(migrationFiles(data), [{ name: "010_b.sql", checksum: checksum("B") }]);
+    assert.ok(!result.ok);
+    assert.match(result.problem, /^002_a\.sql is new but sorts before 010_b\.sql, which is applied already; rename it to sort after the applied files \(e\.g\. 011_\.\.\.\)$/);
   });
   it("refuses an applied file that was edited, naming it", () => {
     const result = pendingFiles(migrationFiles(data), [{ name: "010_b.sql", checksum: checksum("B original") }]);
