@@ -60,12 +60,14 @@ export interface WindowDatabase {
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
 }
 
-export type JobState = { kind: "missing" } | { kind: "running" } | { kind: "complete" } | { kind: "failed"; message: string };
+export type JobState = { kind: "missing" } | { kind: "running" } | { kind: "stopping" } | { kind: "complete" } | { kind: "failed"; message: string };
 
 export interface MigrationJobs {
   /** Creates the window's Job (its name is deterministic: a second create finds the first); returns the name. */
   ensure(owner: k8s.V1Deployment, state: WindowState, runner: Extract<Runner, { kind: "job" }>, deadline: number): Promise<string>;
   state(namespace: string, name: string): Promise<JobState>;
+  /** Deletes a running Job with its pods (foreground), so it cannot commit after the window gave up on it. */
+  stop(namespace: string, name: string): Promise<void>;
 }
 
 export interface WindowMaintenance {
@@ -128,7 +130,7 @@ export function fence(deps: WindowDeps): WindowDeps {
       terminateOthers: guard(database.terminateOthers.bind(database)),
       applySql: guard(database.applySql.bind(database)),
     },
-    jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)) },
+    jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },
     maintenance: { turnOn: guard(maintenance.turnOn.bind(maintenance)), turnOff: guard(maintenance.turnOff.bind(maintenance)) },
     narrate: guard(deps.narrate),
     showProgress: (namespace, state) => {

@@ -39,6 +39,8 @@ export class JobRunner implements MigrationJobs {
       if (apiStatus(error) === 404) return { kind: "missing" };
       throw error;
     }
+    // Deleted with foreground propagation, the Job stays until its pods are gone.
+    if (job.metadata?.deletionTimestamp) return { kind: "stopping" };
     const conditions = job.status?.conditions ?? [];
     if (conditions.some((c) => c.type === "Complete" && c.status === "True")) return { kind: "complete" };
     const failed = conditions.find((c) => c.type === "Failed" && c.status === "True");
@@ -52,6 +54,14 @@ export class JobRunner implements MigrationJobs {
           (tail ? `; last log lines:\n${tail}` : ""),
       ),
     };
+  }
+
+  async stop(namespace: string, name: string): Promise<void> {
+    try {
+      await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Foreground" });
+    } catch (error) {
+      if (apiStatus(error) !== 404) throw error;
+    }
   }
 
   /** The last lines of the Job's newest pod, or a note saying why there are none. */

@@ -16,7 +16,10 @@ import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
-import { STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
+
+/** How soon a window waiting for a stopped Job to be gone looks again. */
+const JOB_STOP_POLL_MS = 250;
 import type { Step } from "../core/window.js";
 
 /**
@@ -43,12 +46,17 @@ export async function reconcileGroup(
     case "wait-for-user":
       return DONE;
     case "abort":
+    case "expire": {
+      const settled = state.step === "migrate" ? await settleMigration(deps, group, state, stored.version!, action.kind) : undefined;
+      if (settled) return settled;
+      if (action.kind === "expire") {
+        await failWindow(deps, group, state, stored.version, expiryMessage(state));
+        return AGAIN;
+      }
       await deps.records.save(namespace, abortWindow(state, now), stored.version);
       await deps.narrate(group.deployments, "Normal", "WindowAborting", `window ${state.id}: abort requested; returning every member to its previous state without migrating`);
       return AGAIN;
-    case "expire":
-      await failWindow(deps, group, state, stored.version, expiryMessage(state));
-      return AGAIN;
+    }
     case "retry": {
       const retried = retryWindow(state, group.deployments, now);
       await deps.records.save(namespace, retried, stored.version);
@@ -60,6 +68,22 @@ export async function reconcileGroup(
     case "run":
       return runStep(deps, group, state, stored.version!, memory, steps[state.step]);
   }
+}
+
+/**
+ * An abort or the deadline in the migrate step: a migration that committed finishes the
+ * window (never a rollback onto a migrated schema); a Job still running is stopped first.
+ * Undefined when the window may end as asked.
+ */
+async function settleMigration(deps: WindowDeps, group: Group, state: WindowState, version: string, asked: "abort" | "expire"): Promise<Result | undefined> {
+  const answer = await askRunner({ deps, group, state });
+  if (answer === "stopping") return { requeueAfterMs: JOB_STOP_POLL_MS };
+  if (answer === "not-committed") return undefined;
+  const now = deps.now();
+  await deps.records.save(group.namespace, completeStep(state, { committedAt: new Date(now).toISOString() }, now), version);
+  await deps.narrate(group.deployments, "Warning", "MigrationCommitted",
+    `window ${state.id}: ${asked === "abort" ? "the abort" : "the deadline"} came after the migration to schema version ${state.version} committed; the window finishes instead of undoing it`);
+  return AGAIN;
 }
 
 async function runStep(deps: WindowDeps, group: Group, state: WindowState, version: string, memory: GroupMemory, body: StepBody): Promise<Result> {

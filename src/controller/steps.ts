@@ -119,7 +119,7 @@ async function migrateJob({ deps, group, state }: StepContext, runner: Extract<R
     await deps.jobs.ensure(owner, state, runner, Date.parse(state.deadline));
     job = { kind: "running" };
   }
-  if (job.kind === "running") return wait(JOB_POLL_MS);
+  if (job.kind === "running" || job.kind === "stopping") return wait(JOB_POLL_MS);
   const seconds = (deps.now() - stepStarted(state, deps.now())) / 1000;
   if (job.kind === "failed") {
     deps.metrics.migrationDuration.observe({ runner: "job", result: "failure" }, seconds);
@@ -185,6 +185,28 @@ async function rollback(context: StepContext): Promise<StepResult> {
   await deps.narrate(group.deployments, "Normal", state.ending === "abort" ? "Aborted" : "RolledBack",
     `window ${state.id}: ${verb}; members returned to their previous templates and replicas`);
   return done();
+}
+
+/**
+ * Before an abort or the deadline ends a window in its migrate step, the runner is asked
+ * whether the migration is in (a gate killed just after the commit leaves the record at
+ * migrate): SQL, by the recorded version; a Job, by its state. A Job still running is
+ * stopped, and the window waits until it is gone, so it cannot commit after the rollback.
+ */
+export async function askRunner(context: StepContext): Promise<"committed" | "not-committed" | "stopping"> {
+  const { deps, group, state } = context;
+  if (state.runner.kind === "sql") {
+    return (await deps.database.versionRecorded(await groupDatabase(context), state.group, state.version)) ? "committed" : "not-committed";
+  }
+  const name = migrationJobName(state);
+  const job = await deps.jobs.state(group.namespace, name);
+  if (job.kind === "complete") return "committed";
+  if (job.kind === "stopping") return "stopping";
+  if (job.kind === "running") {
+    await deps.jobs.stop(group.namespace, name);
+    return "stopping";
+  }
+  return "not-committed";
 }
 
 export const STEP_BODIES: Record<Step, StepBody> = {

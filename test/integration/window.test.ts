@@ -398,5 +398,21 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       assert.equal(ended.result, "Aborted");
       await shopReady(env, ns, { "ledger-1": 2 });
     });
+
+    it("stops a migration Job that is still running before an abort rolls the group back (it cannot commit afterwards)", async function () {
+      // The Job's pod stays Pending (no node matches): a migration that is still running.
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], ledger("3", { "schema-gate.test/node": "none" }));
+      const job = await pollUntil(async () => {
+        const jobs = await env.batch.listNamespacedJob({ namespace: ns });
+        return jobs.items.find((j) => j.spec?.template.spec?.containers[0]?.image === "registry.example/ledger:3");
+      }, { timeoutMs: 60_000, what: "the migration Job of version 3" });
+      await env.cluster.kubectl(["-n", ns, "annotate", "deployment/ledger-3", `${A.abort}=true`]);
+      const ended = await windowEnded(env, ns, "the aborted window to end");
+      assert.equal(ended.result, "Aborted");
+      const left = await env.batch.listNamespacedJob({ namespace: ns });
+      assert.ok(!left.items.some((j) => j.metadata?.name === job.metadata?.name), "the running Job was deleted");
+      const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `job-name=${job.metadata!.name}` });
+      assert.equal(pods.items.length, 0, "with its pods");
+    });
   });
 });

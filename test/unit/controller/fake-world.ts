@@ -60,7 +60,10 @@ export class FakeWorld {
     { name: "002-stock.sql", sql: "ALTER TABLE items ADD COLUMN stock int;", checksum: "b" },
   ];
   flag = { on: false, owner: "" };
-  jobs = new Map<string, { polls: number; outcome: "complete" | "failed" }>();
+  jobs = new Map<string, { polls: number; outcome: "complete" | "failed"; stopped?: boolean }>();
+  /** How many looks a Job stays running for. */
+  jobPolls = 2;
+  annotated = false;
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
   private deployments = new Map<string, StoredDeployment>();
@@ -223,10 +226,16 @@ export class FakeWorld {
           if (!world.jobs.has(name)) world.jobs.set(name, { polls: 0, outcome: world.jobOutcome });
           return name;
         },
+        stop: async (_namespace, name) => {
+          world.write();
+          const job = world.jobs.get(name);
+          if (job) job.stopped = true;
+        },
         state: async (_namespace, name): Promise<JobState> => {
           const job = world.jobs.get(name);
           if (!job) return { kind: "missing" };
-          if (job.polls++ < 2) return { kind: "running" };
+          if (job.stopped) return { kind: "failed", message: `migration Job ${name} was stopped` };
+          if (job.polls++ < world.jobPolls) return { kind: "running" };
           if (job.outcome === "failed") return { kind: "failed", message: `migration Job ${name} failed (BackoffLimitExceeded); pod exited with code 1` };
           world.versions.add(world.record.state?.version ?? "");
           return { kind: "complete" };

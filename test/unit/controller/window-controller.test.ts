@@ -233,6 +233,52 @@ describe("the window controller, driven with fakes", () => {
     for (const text of texts) assert.ok(!text.includes("hunter2"), text);
   });
 
+  it("never rolls back a migration that committed: a gate killed after the commit, restarted past the deadline, finishes the window", async () => {
+    const world = new FakeWorld({ applied: "1", onFailure: "rollback" });
+    const killedAfterCommit = replacing("migrate", async (context) => {
+      await STEP_BODIES.migrate(context);
+      world.leading = false;
+      throw new LostLeadership("killed just after the commit");
+    });
+    assert.equal(await drive(world, world.deps(), killedAfterCommit), "lost");
+    world.now += 2 * 3_600_000; // the new leader comes long after the deadline
+    world.leading = true;
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+  });
+
+  it("never rolls back under an abort while the migration Job may still commit: the Job is stopped first", async () => {
+    const world = new FakeWorld({ applied: "1", runner: "job", onFailure: "rollback" });
+    world.jobPolls = 1000; // the Job runs until stopped
+    const abortWhileMigrating = replacing("migrate", async (context) => {
+      const result = await STEP_BODIES.migrate(context);
+      if (world.jobs.size > 0 && !world.annotated) {
+        world.annotated = true;
+        world.annotate("orders", { [A.abort]: "true" });
+      }
+      return result;
+    });
+    assert.equal(await drive(world, world.deps(), abortWhileMigrating), "settled");
+    assert.equal(world.record.state!.result, "Aborted");
+    assert.deepEqual([...world.jobs.values()].map((j) => j.stopped), [true], "the running Job was stopped before the rollback");
+  });
+
+  it("an abort that comes when the migration Job has already completed finishes the window instead", async () => {
+    const world = new FakeWorld({ applied: "1", runner: "job", onFailure: "rollback" });
+    const abortAfterJobCompleted = replacing("migrate", async (context) => {
+      const job = [...world.jobs.values()][0];
+      if (job && job.polls >= 2 && !world.annotated) {
+        world.annotated = true;
+        job.polls = 99; // it completes on the next look
+        world.annotate("orders", { [A.abort]: "true" });
+        return { kind: "wait", ms: 100 };
+      }
+      return STEP_BODIES.migrate(context);
+    });
+    assert.equal(await drive(world, world.deps(), abortAfterJobCompleted), "settled");
+    assert.equal(world.record.state!.result, "Done", "the schema is migrated: no rollback onto it");
+  });
+
   it("releases a first install's members at zero when its window is rolled back (no earlier revision)", async () => {
     const world = new FakeWorld({ onFailure: "rollback" });
     const failing = replacing("migrate", async () => {
