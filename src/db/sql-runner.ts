@@ -25,15 +25,16 @@ const VERSIONS = "schema_gate_versions";
  * a file is applied exactly once even with two runners and never half-applied.
  */
 export class SqlRunner {
-  private tablesReady = false;
+  /** The history tables, schema-qualified once found, so a file's `SET search_path` cannot move them. */
+  private tables: { history: string; versions: string } | undefined;
 
   constructor(
     private readonly client: pg.Client,
     private readonly group: string,
   ) {}
 
-  private async ensureTables(): Promise<void> {
-    if (this.tablesReady) return;
+  private async ensureTables(): Promise<{ history: string; versions: string }> {
+    if (this.tables) return this.tables;
     // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; serialise it.
     await this.client.query(`
       BEGIN;
@@ -44,12 +45,21 @@ export class SqlRunner {
       CREATE TABLE IF NOT EXISTS ${VERSIONS} (
         version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
       COMMIT`);
-    this.tablesReady = true;
+    const qualified = async (table: string) => {
+      const { rows } = await this.client.query<{ name: string }>(
+        `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`,
+        [table],
+      );
+      return rows[0]!.name;
+    };
+    this.tables = { history: await qualified(HISTORY), versions: await qualified(VERSIONS) };
+    return this.tables;
   }
 
   async applied(): Promise<AppliedFile[]> {
-    await this.ensureTables();
-    const { rows } = await this.client.query<AppliedFile>(`SELECT file AS name, checksum FROM ${HISTORY} ORDER BY file`);
+    const { history } = await this.ensureTables();
+    const { rows } = await this.client.query<AppliedFile>(`SELECT file AS name, checksum FROM ${history} ORDER BY file`);
     return rows;
   }
 
@@ -61,14 +71,14 @@ export class SqlRunner {
   }
 
   async versionRecorded(version: string): Promise<boolean> {
-    await this.ensureTables();
-    const { rowCount } = await this.client.query(`SELECT 1 FROM ${VERSIONS} WHERE version = $1`, [version]);
+    const { versions } = await this.ensureTables();
+    const { rowCount } = await this.client.query(`SELECT 1 FROM ${versions} WHERE version = $1`, [version]);
     return (rowCount ?? 0) > 0;
   }
 
   /** Applies what is pending and records `version`; returns the names of the files it ran. */
   async apply(files: MigrationFile[], version: string, onFile?: (name: string, ms: number) => void): Promise<string[]> {
-    await this.ensureTables();
+    const tables = await this.ensureTables();
     await this.client.query("SELECT pg_advisory_lock(hashtext($1))", [`schema-gate:${this.group}`]);
     try {
       // Read under the lock: another runner may have applied some files meanwhile.
@@ -80,10 +90,13 @@ export class SqlRunner {
         try {
           await this.client.query(sql);
           await this.client.query(
-            `INSERT INTO ${HISTORY} (file, checksum, version, duration_ms) VALUES ($1, $2, $3, $4)`,
+            `INSERT INTO ${tables.history} (file, checksum, version, duration_ms) VALUES ($1, $2, $3, $4)`,
             [file.name, file.checksum, version, Date.now() - started],
           );
           await this.client.query("COMMIT");
+          // A file's session-level SET (search_path, timeouts) ends with it: the next file starts
+          // from the session's own settings (those given at connect are its defaults).
+          await this.client.query("RESET ALL");
         } catch (error) {
           await this.client.query("ROLLBACK").catch(() => undefined);
           throw describe(error, file);
@@ -91,7 +104,7 @@ export class SqlRunner {
         ran.push(file.name);
         onFile?.(file.name, Date.now() - started);
       }
-      await this.client.query(`INSERT INTO ${VERSIONS} (version) VALUES ($1) ON CONFLICT DO NOTHING`, [version]);
+      await this.client.query(`INSERT INTO ${tables.versions} (version) VALUES ($1) ON CONFLICT DO NOTHING`, [version]);
       return ran;
     } finally {
       await this.client.query("SELECT pg_advisory_unlock(hashtext($1))", [`schema-gate:${this.group}`]).catch(() => undefined);

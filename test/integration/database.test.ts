@@ -154,6 +154,26 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await client.end();
   });
 
+  it("keeps its history where it is when a file moves search_path, and each file starts from the session's own settings", async function () {
+    const client = await openSession(target, { lockTimeoutMs: 1234 });
+    const runner = new SqlRunner(client, "shop-db");
+    const files = migrationFiles({
+      "001_schema.sql": "CREATE SCHEMA app;\nSET search_path TO app;\nCREATE TABLE accounts (id int);",
+      "002_more.sql": "CREATE TABLE ledger (id int);",
+    });
+    assert.deepEqual(await runner.apply(files, "2"), ["001_schema.sql", "002_more.sql"]);
+    const where = await client.query(
+      "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('accounts', 'ledger', 'schema_gate_history') ORDER BY c.relname");
+    assert.deepEqual(where.rows, [
+      { relname: "accounts", nspname: "app" },
+      { relname: "ledger", nspname: "public" },
+      { relname: "schema_gate_history", nspname: "public" },
+    ]);
+    assert.deepEqual((await runner.applied()).map((a) => a.name), ["001_schema.sql", "002_more.sql"]);
+    assert.equal((await client.query("SHOW lock_timeout")).rows[0].lock_timeout, "1234ms", "the timeouts given at connect survive");
+    await client.end();
+  });
+
   it("applies each file once when two runners race (advisory lock)", async function () {
     const [a, b] = await Promise.all([openSession(target), openSession(target)]);
     const files = migrationFiles({
