@@ -13,22 +13,32 @@ export function requireRealNode(env: TestEnv): RealNode {
   throw new Error(`this suite needs the local cluster's real node, and there is none: ${env.cluster.realNodeProblem ?? "unknown reason"}`);
 }
 
-let appImage: Promise<LocalImage> | undefined;
+const appImages = new Map<string, Promise<LocalImage>>();
 
-/** test/support/real-node-app as an image (the host's node, the app, `pg`), imported into the node once per run. */
-export function testAppImage(node: RealNode): Promise<LocalImage> {
-  appImage ??= (async () => {
-    const image = await nodeImage({
-      repository: "localhost/schema-gate-test-app",
-      files: { [join(projectRoot, "test", "support", "real-node-app", "server.mjs")]: "server.mjs" },
-      packages: ["pg"],
-      args: ["/app/server.mjs"],
-    });
-    await node.importImage(image);
-    return image;
-  })();
-  return appImage;
+/**
+ * A Node.js app of test/support/<app>/server.mjs as an image (the host's node, the app,
+ * `pg`), imported into the node once per run.
+ */
+export function nodeAppImage(node: RealNode, app: string, repository: string): Promise<LocalImage> {
+  let image = appImages.get(app);
+  if (!image) {
+    image = (async () => {
+      const built = await nodeImage({
+        repository,
+        files: { [join(projectRoot, "test", "support", app, "server.mjs")]: "server.mjs" },
+        packages: ["pg"],
+        args: ["/app/server.mjs"],
+      });
+      await node.importImage(built);
+      return built;
+    })();
+    appImages.set(app, image);
+  }
+  return image;
 }
+
+/** test/support/real-node-app as an image. */
+export const testAppImage = (node: RealNode) => nodeAppImage(node, "real-node-app", "localhost/schema-gate-test-app");
 
 /** postgres:// URL of the test database as a pod on the real node reaches it (the bridge address). */
 export function podDatabaseUrl(env: TestEnv, node: RealNode): string {

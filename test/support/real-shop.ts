@@ -1,29 +1,13 @@
 import { spawn } from "node:child_process";
 import { request } from "node:http";
-import { join } from "node:path";
 import pg from "pg";
-import { nodeImage, type LocalImage } from "../../src/local/images.js";
-import { projectRoot } from "../../src/local/paths.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
 import type { TestEnv } from "./env.js";
+import { nodeAppImage } from "./real-node.js";
 
-let image: Promise<LocalImage> | undefined;
-
-/** test/support/shop-app as an image (the host's node, the app, `pg`), imported into the node once per run. */
-export function shopAppImage(node: RealNode): Promise<LocalImage> {
-  image ??= (async () => {
-    const built = await nodeImage({
-      repository: "localhost/schema-gate-shop-app",
-      files: { [join(projectRoot, "test", "support", "shop-app", "server.mjs")]: "server.mjs" },
-      packages: ["pg"],
-      args: ["/app/server.mjs"],
-    });
-    await node.importImage(built);
-    return built;
-  })();
-  return image;
-}
+/** test/support/shop-app as an image. */
+export const shopAppImage = (node: RealNode) => nodeAppImage(node, "shop-app", "localhost/schema-gate-shop-app");
 
 /** The shop chart's values that run its services as real pods on the real node. */
 export function realShopValues(node: RealNode, appImage: string, version: string, sql: Record<string, string>): Record<string, unknown> {
