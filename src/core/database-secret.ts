@@ -1,3 +1,5 @@
+import { percentDecoded } from "./percent.js";
+
 /** How the gate reaches a group's database, read from the Secret a Deployment names. */
 export interface DatabaseTarget {
   host: string;
@@ -18,15 +20,6 @@ const decode = (value: string | undefined) => (value === undefined ? undefined :
  * (postgres://user:password@host:port/database) or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
  * Problems name the Secret and the key, never a value (it may be a password).
  */
-/** A URL part decoded, or undefined when it is not valid percent-encoding (decodeURIComponent would throw). */
-function percentDecoded(text: string): string | undefined {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return undefined;
-  }
-}
-
 export function readDatabaseSecret(name: string, data: Record<string, string> | undefined): SecretResult {
   const get = (key: string) => decode(data?.[key])?.trim();
   const url = get("url");

@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Flag } from "../core/maintenance-flag.js";
+import { percentDecoded } from "../core/percent.js";
 import { SIDECAR_PATH_PREFIX } from "../core/sidecar-injection.js";
 import type { Logger } from "../logger.js";
 import { pageHtml, pageJson, wantsJson } from "./page.js";
@@ -69,17 +70,9 @@ const sameSiteLocation = (url: URL) => `/${url.pathname.replace(/^[/\\]+/, "")}$
 function cookie(request: IncomingMessage, name: string): string | undefined {
   for (const part of (request.headers.cookie ?? "").split(";")) {
     const [key, ...value] = part.trim().split("=");
-    if (key === name) return safeDecode(value.join("="));
+    if (key === name) return percentDecoded(value.join("=")) ?? value.join("=");
   }
   return undefined;
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 /** The request's path and query, or undefined for a target `new URL` cannot read (e.g. `http://[`). */
