@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../util/exec.js";
@@ -90,8 +90,14 @@ function kwokctlConfig(realNode: boolean): string {
   return stringify({
     apiVersion: "config.kwok.x-k8s.io/v1alpha1",
     kind: "KwokctlConfiguration",
-    // Pods dial the apiserver at the `kubernetes` Service's IP and verify it against the cluster CA.
-    options: realNode ? { kubeApiserverCertSANs: [POD_GATEWAY, KUBERNETES_SERVICE_IP] } : {},
+    options: {
+      // Every component on loopback (kwokctl's default is 0.0.0.0, and etcd has no
+      // authentication). The real node's pods reach the apiserver through a forwarder on
+      // the bridge (see apiserver-bridge.ts).
+      bindAddress: "127.0.0.1",
+      // Pods dial the apiserver at the `kubernetes` Service's IP and verify it against the cluster CA.
+      ...(realNode ? { kubeApiserverCertSANs: [POD_GATEWAY, KUBERNETES_SERVICE_IP] } : {}),
+    },
     componentsPatches: [
       {
         name: "kube-apiserver",
@@ -138,6 +144,11 @@ async function reusable(binaries: Binaries, withRealNode: boolean): Promise<bool
     // one, because a restarted kwok waits for its old node leases (200 s) to expire before
     // it runs any pod. Its state is of no use to anyone, so replace it.
     process.stderr.write(`[cluster] replacing the stopped local cluster "${CLUSTER_NAME}"\n`);
+    return false;
+  }
+  const written = existsSync(kwokctlConfigPath) ? readFileSync(kwokctlConfigPath, "utf8") : "";
+  if (written !== kwokctlConfig(withRealNode)) {
+    process.stderr.write(`[cluster] replacing the local cluster "${CLUSTER_NAME}": it was made with another configuration (an older schema-gate)\n`);
     return false;
   }
   const advertised = await advertisedAddress(binaries, kubeconfigPath).catch(() => "");
@@ -206,9 +217,14 @@ async function scaleKwokNodes(binaries: Binaries): Promise<void> {
   }
 }
 
+/** The local cluster's directory: kwokctl's files for it, which its processes name on their command lines. */
+export function localClusterDir(): string {
+  return join(kwokWorkdir, "clusters", CLUSTER_NAME);
+}
+
 /** The cluster's CA certificate, as kwokctl wrote it. */
 function clusterCA(): string {
-  return join(kwokWorkdir, "clusters", CLUSTER_NAME, "pki", "ca.crt");
+  return join(localClusterDir(), "pki", "ca.crt");
 }
 
 /**

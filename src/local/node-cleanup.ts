@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { readdir, readFile, readlink, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { run } from "../util/exec.js";
+import { BRIDGE_DAEMON } from "./apiserver-bridge.js";
 import { alive, processesUsing, runningDaemon, terminate } from "./daemon.js";
 import { CNI_NETWORK, type NodeLayout } from "./node-layout.js";
 import { onPath } from "./node-prereqs.js";
@@ -169,6 +170,8 @@ export async function cleanUpRealNode(layout: NodeLayout, options: CleanupOption
   // The kubelet first, so that it does not restart the containers killed next.
   const kubelet = await runningDaemon(layout.dir, "kubelet");
   if (kubelet) await terminate([kubelet]);
+  const bridge = await runningDaemon(layout.dir, BRIDGE_DAEMON);
+  if (bridge) await terminate([bridge]);
   if (options.machineWide) await terminate(podProcesses(), 2_000);
   await terminate(processesUsing(layout.dir, NODE_PROGRAMS));
   if (existsSync(layout.dir)) await unmountAll(layout.dir);

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { BRIDGE_DAEMON, startApiserverBridge } from "./apiserver-bridge.js";
 import type { Binaries } from "./binaries.js";
 import { CLUSTER_DOMAIN, startClusterDNS } from "./cluster-dns.js";
 import { importImage, startContainerd } from "./containerd.js";
@@ -87,7 +88,7 @@ export interface RealNodeOptions {
 }
 
 async function running(layout: NodeLayout): Promise<boolean> {
-  for (const name of ["containerd", "kubelet", "kube-proxy", "coredns"]) {
+  for (const name of ["containerd", "kubelet", "kube-proxy", "coredns", BRIDGE_DAEMON]) {
     if (!(await runningDaemon(layout.dir, name))) return false;
   }
   return true;
@@ -109,6 +110,7 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   await mkdir(layout.dir, { recursive: true });
   const pause = await pauseImage();
   await setUpPodNetwork(layout);
+  await startApiserverBridge(layout, kubeconfig);
   await startContainerd(layout, pause.name);
   await importImage(layout, pause.tar);
   await startKubelet(layout, { binary: binaries.kubelet, kubeconfig, clientCA: options.clientCA, clusterDNS: [POD_GATEWAY] });

@@ -6,7 +6,10 @@ import type { V1Deployment } from "@kubernetes/client-node";
 import { pinnedVersions } from "../../src/local/binaries.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { makeLoopbackCert } from "../../src/local/certs.js";
+import { localClusterDir } from "../../src/local/cluster.js";
+import { POD_GATEWAY } from "../../src/local/node-layout.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
+import { listeners, namesDir, type Listener } from "../support/listeners.js";
 
 function deployment(name: string, replicas: number): V1Deployment {
   return {
@@ -159,5 +162,23 @@ describe("foundation: the real control plane and PostgreSQL the tests run agains
     } finally {
       await client.end();
     }
+  });
+
+  it("listens on loopback only (and on the pod bridge for what the real node's pods use): no etcd or apiserver on every interface", async function () {
+    if (env.cluster.kind !== "kwok") this.skip();
+    const dirs = [localClusterDir(), env.postgres.dataDir, ...(env.cluster.realNode ? [env.cluster.realNode.dir] : [])];
+    const found = await listeners((_pid, args) => dirs.some((dir) => namesDir(args, dir)));
+    const programs = new Set(found.map((l) => l.program));
+    for (const program of ["etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "postgres"]) {
+      assert.ok([...programs].some((p) => p.startsWith(program)), `no listener of ${program} found among ${[...programs].join(", ")}`);
+    }
+    // The control plane stays on loopback even with a real node: its pods reach the apiserver
+    // through a forwarder on the bridge, and nothing of theirs needs etcd or the others.
+    const loopback = ["127.0.0.1", "[::1]"];
+    const controlPlane = /^(etcd|kube-apiserver|kube-controller|kube-scheduler|kwok)/;
+    const allowed = (l: Listener) =>
+      loopback.includes(l.address) || (env.cluster.realNode !== undefined && !controlPlane.test(l.program) && l.address === POD_GATEWAY);
+    const open = found.filter((l) => !allowed(l)).map((l) => `${l.program} (pid ${l.pid}) on ${l.address}:${l.port}`);
+    assert.deepEqual(open, [], "listening beyond loopback (and the pod bridge)");
   });
 });
