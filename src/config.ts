@@ -12,6 +12,8 @@ export interface ServeConfig {
   namespace: string;
   serviceAccount: string;
   excludedNamespaces: string[];
+  /** `--namespaces`: where the gate's RBAC lets it act; unset, any namespace. */
+  actsIn?: string[];
   logLevel: string;
   /** Seconds to wait after the first hold so every Deployment of one helm upgrade joins the window. */
   settleSeconds: number;
@@ -40,6 +42,7 @@ export interface ServeFlags {
   namespace?: string;
   serviceAccount?: string;
   excludeNamespace?: string[];
+  namespaces?: string;
   logLevel?: string;
   settle?: string;
   webhookConfig?: string;
@@ -54,6 +57,16 @@ function positiveNumber(name: string, text: string): number {
   return value;
 }
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** `--namespaces a,b`: a comma-separated list of namespace names ("" is none). */
+function namespaceList(text: string): string[] {
+  const names = text.split(",").map((n) => n.trim()).filter(Boolean);
+  const bad = names.filter((n) => !DNS_LABEL.test(n));
+  if (bad.length) throw new Error(`--namespaces: ${bad.map((n) => `"${n}"`).join(", ")} is not a namespace name (lower-case letters, digits and "-")`);
+  return [...new Set(names)];
+}
+
 export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): ServeConfig {
   const namespace = flags.namespace ?? env.POD_NAMESPACE ?? "schema-gate";
   const port = positiveNumber("port", flags.port ?? env.SCHEMA_GATE_PORT ?? "8443");
@@ -66,6 +79,7 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     namespace,
     serviceAccount: flags.serviceAccount ?? env.SCHEMA_GATE_SERVICE_ACCOUNT ?? "schema-gate",
     excludedNamespaces: [...new Set(["kube-system", namespace, ...(flags.excludeNamespace ?? [])])],
+    ...(flags.namespaces !== undefined ? { actsIn: namespaceList(flags.namespaces) } : {}),
     logLevel: flags.logLevel ?? env.LOG_LEVEL ?? "info",
     settleSeconds: positiveNumber("settle", flags.settle ?? "3"),
     webhookConfigName: flags.webhookConfig ?? "schema-gate",

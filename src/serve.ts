@@ -67,6 +67,7 @@ function startControllers(
   const maintenance = startMaintenanceController({
     kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
   });
+  const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, leadership, log.child({ component: "scale-guard" }));
   const window = startWindowController({
     kc,
     deployments,
@@ -79,6 +80,7 @@ function startControllers(
   });
   return {
     async stop() {
+      scaleGuard.stop();
       await window.stop();
       await maintenance.stop();
       await leadership.stop();
@@ -102,11 +104,11 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   const context = cachedAdmissionContext(deployments, {
     gateUsername: `system:serviceaccount:${config.namespace}:${config.serviceAccount}`,
     excludedNamespaces: new Set(config.excludedNamespaces),
+    ...(config.actsIn ? { actsIn: new Set(config.actsIn) } : {}),
     ...(image ? { sidecarImage: image } : {}),
     ...(flags ? { maintenanceOn: (namespace: string) => parseFlag(flags.get(FLAG_NAME, namespace)?.data).enabled } : {}),
   });
 
-  const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, log.child({ component: "scale-guard" }));
   const controllers = caches ? startControllers(kc, config, { deployments, ...caches }, metrics, image, log) : undefined;
 
   const certs = new CertificateSource(config.tlsCertFile, config.tlsKeyFile, log);
@@ -127,7 +129,6 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   return {
     port: server.port,
     async stop() {
-      scaleGuard.stop();
       await controllers?.stop();
       await server.close();
       await deployments.stop();

@@ -25,6 +25,14 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [../manifests]
 images: [{name: schema-gate, newName: ${IMAGE%:*}, newTag: ${IMAGE#*:}}]
+# The gate acts in namespace $NS only: the RoleBinding there, and the namespace in its
+# --namespaces (the last one given wins).
+patches:
+  - target: {kind: Deployment, name: schema-gate}
+    patch: |-
+      - op: add
+        path: /spec/template/spec/containers/0/args/-
+        value: --namespaces=$NS
 YAML
   for version in 1 2; do
     {
@@ -65,6 +73,7 @@ kubectl -n schema-gate rollout status deployment/schema-gate --timeout=180s
 
 step "PostgreSQL in namespace $NS"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
+kubectl apply -n "$NS" -f manifests/namespace-access.yaml
 kubectl -n "$NS" apply -f - <<'YAML'
 apiVersion: apps/v1
 kind: Deployment

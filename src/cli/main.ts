@@ -24,6 +24,7 @@ export function buildProgram(): Command {
     .option("--namespace <ns>", "namespace the gate runs in (env POD_NAMESPACE)")
     .option("--service-account <name>", "the gate's ServiceAccount; its requests pass the webhook untouched")
     .option("--exclude-namespace <ns>", "another namespace the webhook leaves alone (repeatable)", collect)
+    .option("--namespaces <list>", "the application namespaces the gate's RBAC covers, comma-separated (the chart's rbac.namespaces); opting in elsewhere is refused. Unset: any namespace")
     .option("--webhook-config <name>", "ValidatingWebhookConfiguration whose scale entry the gate maintains", "schema-gate")
     .option("--settle <seconds>", "wait after the first hold so one helm upgrade forms one window")
     .option("--no-controller", "serve the webhooks only; another replica runs the windows")

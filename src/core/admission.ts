@@ -35,6 +35,12 @@ export interface AdmissionContext {
   sidecarImage?: string;
   /** Whether the namespace's maintenance flag is on; unset (no flag cache), Ingresses pass untouched. */
   maintenanceOn?: (namespace: string) => boolean;
+  /**
+   * The application namespaces the gate's RBAC lets it act in (`--namespaces`, the chart's
+   * `rbac.namespaces`); unset: any (a cluster-wide binding). Elsewhere it could hold a
+   * Deployment and never release it, so opting in there is refused.
+   */
+  actsIn?: ReadonlySet<string>;
 }
 
 function passesUntouched(request: AdmissionRequest, context: AdmissionContext): boolean {
@@ -166,12 +172,14 @@ function alreadyHeld(deployment: HoldView): boolean {
 
 function validateScale(request: AdmissionRequest, context: AdmissionContext): Decision {
   const target = context.deployment(request.namespace ?? "", request.name ?? "");
-  // Only Deployments on the scale guard's list of held ones reach this webhook: one missing
-  // from the cache is one the gate cannot vouch for yet, so it fails closed.
+  // Only Deployments the scale guard lists reach this webhook (held ones, or every one of a
+  // namespace that holds one when the list grew long): one missing from the cache is one
+  // the gate cannot vouch for yet, so it fails closed.
   if (!target) {
     return deny(
       "Conflict",
-      `deployment ${request.namespace}/${request.name} is held by schema-gate but not yet in its cache; try again in a few seconds`,
+      `deployment ${request.namespace}/${request.name} is not yet in schema-gate's cache, and scaling is guarded here ` +
+        `while a migration window holds Deployments; try again in a few seconds`,
     );
   }
   const annotations = annotationsOf(target);
@@ -217,6 +225,18 @@ export function validate(request: AdmissionRequest, context: AdmissionContext): 
       `${A.database} cannot be removed from deployment ${request.namespace}/${request.name} while it is held ` +
         `(phase ${oldAnnotations[A.phase]}): it would stay at 0 replicas. Let the window finish, or end it with ` +
         `\`schema-gate abort ${oldAnnotations[A.database]} -n ${request.namespace}\`, then remove the annotation`,
+    );
+  }
+
+  const namespace = request.namespace ?? "";
+  if (context.actsIn && !context.actsIn.has(namespace) && !held) {
+    const covered = [...context.actsIn].sort().join(", ") || "none";
+    return deny(
+      "Forbidden",
+      `deployment ${namespace}/${request.name} opts in to schema-gate (${A.database}), but schema-gate may not act in ` +
+        `namespace "${namespace}" (its RBAC covers: ${covered}), so it could hold the Deployment and never release it. ` +
+        `Add "${namespace}" to the chart's rbac.namespaces and upgrade the gate (or apply manifests/namespace-access.yaml ` +
+        `in it and add it to the gate's --namespaces), or remove the annotation`,
     );
   }
 

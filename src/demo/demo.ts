@@ -10,7 +10,7 @@ import { FLAG_NAME, parseFlag } from "../core/maintenance-flag.js";
 import { describeStep, STEPS, type WindowState } from "../core/window.js";
 import { WindowStore } from "../controller/window-store.js";
 import type { Cluster } from "../local/cluster.js";
-import { gateGet, prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
+import { gateGet, grantNamespace, prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
 import { openAppSessions } from "../local/app-sessions.js";
 import { MountedConfigMap } from "../local/mounted-configmap.js";
 import { projectRoot } from "../local/paths.js";
@@ -60,6 +60,7 @@ export async function runDemo(
   say("• preparing: namespace, database, the gate");
   await cluster.kubectl(["delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait"]);
   await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
+  await grantNamespace(cluster, DEMO_NAMESPACE);
   const database = `shop_demo_${Date.now().toString(36)}`;
   const admin = new pg.Client({ connectionString: postgres.url });
   await admin.connect();

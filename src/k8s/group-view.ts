@@ -10,7 +10,7 @@ import type { WatchedCache } from "./informer.js";
  */
 export function cachedAdmissionContext(
   deployments: WatchedCache<k8s.V1Deployment>,
-  settings: Pick<AdmissionContext, "gateUsername" | "excludedNamespaces" | "sidecarImage" | "maintenanceOn">,
+  settings: Pick<AdmissionContext, "gateUsername" | "excludedNamespaces" | "sidecarImage" | "maintenanceOn" | "actsIn">,
 ): AdmissionContext {
   return {
     ...settings,

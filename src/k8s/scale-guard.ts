@@ -4,16 +4,20 @@ import { heldDeployments, SCALE_CONDITION, SCALE_WEBHOOK, scaleGuardExpression }
 import type { Logger } from "../logger.js";
 import { apiStatus } from "./errors.js";
 import type { WatchedCache } from "./informer.js";
+import type { Leadership } from "./leader.js";
 
 /**
  * Keeps the scale webhook's match condition listing the held Deployments, so that
- * `kubectl scale` and the HPA reach the gate for those and for no others. Rewritten on
- * every Deployment change and every few seconds (a re-applied manifest resets it).
+ * `kubectl scale` and the HPA reach the gate for those and (while the list fits; see
+ * scaleGuardExpression) for no others. Rewritten on every Deployment change and every few
+ * seconds (a re-applied manifest resets it), by the leader only: a replica whose cache
+ * lags would otherwise take held names off the list.
  */
 export function startScaleGuard(
   kc: k8s.KubeConfig,
   deployments: WatchedCache<k8s.V1Deployment>,
   webhookConfigName: string,
+  leadership: Pick<Leadership, "isLeader" | "onAcquired">,
   log: Logger,
 ): { stop(): void } {
   const api = kc.makeApiClient(k8s.AdmissionregistrationV1Api);
@@ -26,6 +30,7 @@ export function startScaleGuard(
   let inPlace: string | undefined;
 
   const sync = async (force: boolean): Promise<void> => {
+    if (!leadership.isLeader()) return;
     if (running) {
       again = true;
       return;
@@ -53,6 +58,7 @@ export function startScaleGuard(
       const current = config.webhooks![w]!.matchConditions![c]!.expression;
       inPlace = current;
       if (current === expression) return;
+      if (!leadership.isLeader()) return; // lost while reading: the new leader writes
       const path = `/webhooks/${w}/matchConditions/${c}/expression`;
       await api.patchValidatingWebhookConfiguration(
         { name: webhookConfigName, body: [{ op: "test", path, value: current }, { op: "replace", path, value: expression }] },
@@ -72,6 +78,7 @@ export function startScaleGuard(
   };
 
   for (const event of ["add", "update", "delete"] as const) deployments.on(event, () => void sync(false));
+  leadership.onAcquired(() => void sync(true));
   const timer = setInterval(() => void sync(true), 5000);
   timer.unref();
   void sync(true);

@@ -55,6 +55,14 @@ export async function prepareLocalGate(cluster: Cluster, kc: k8s.KubeConfig): Pr
   return { kubeconfig: kubeconfigPath, cert, port };
 }
 
+/**
+ * Lets the gate act in `namespace` (manifests/namespace-access.yaml: a RoleBinding of its
+ * workloads ClusterRole), as a user does for each application namespace.
+ */
+export async function grantNamespace(cluster: Cluster, namespace: string): Promise<void> {
+  await cluster.kubectl(["apply", "-n", namespace, "-f", join(projectRoot, "manifests", "namespace-access.yaml")]);
+}
+
 async function registerWebhooks(cluster: Cluster, cert: ServingCert, port: number): Promise<void> {
   const text = await readFile(join(projectRoot, "manifests", "base", "webhooks.yaml"), "utf8");
   const documents = YAML.parseAllDocuments(text).map((d) => d.toJSON());

@@ -142,10 +142,32 @@ describe("Helm chart (charts/schema-gate)", function () {
       assert.ok(args.includes(`--webhook-config=${fullname}`), args.join(" "));
       assert.ok(args.includes("--exclude-namespace=tenant-admin"), args.join(" "));
       assert.equal(one(objects, "ValidatingWebhookConfiguration").metadata.name, fullname);
-      const role = one(objects, "ClusterRole");
+      const role = objects.find((o) => o.kind === "ClusterRole" && o.metadata.name === fullname);
       const webhookRule = role.rules.find((r: Obj) => r.resources.includes("validatingwebhookconfigurations"));
       assert.deepEqual(webhookRule.resourceNames, [fullname], "the gate may patch its own scale webhook and no other");
     }
+  });
+
+  it("binds the workloads role only in rbac.namespaces and passes them as --namespaces; clusterWide binds it everywhere", async function () {
+    const bindings = (objects: Obj[]) =>
+      objects.filter((o) => o.kind.endsWith("Binding") && o.roleRef.name === "schema-gate-workloads")
+        .map((o) => `${o.kind} ${o.metadata.namespace ?? "(cluster)"}`);
+    const argsOf = (objects: Obj[]): string[] =>
+      one(objects, "Deployment").spec.template.spec.containers[0].args.filter((a: string) => a.startsWith("--namespaces"));
+
+    const listed = await template({ rbac: { namespaces: ["shop", "billing"] } });
+    assert.deepEqual(bindings(listed), ["RoleBinding shop", "RoleBinding billing"]);
+    assert.deepEqual(argsOf(listed), ["--namespaces=shop,billing"]);
+    const none = await template({});
+    assert.deepEqual(bindings(none), []);
+    assert.deepEqual(argsOf(none), ["--namespaces="], "with no namespace listed the gate acts nowhere");
+    const everywhere = await template({ rbac: { clusterWide: true, namespaces: ["shop"] } });
+    assert.deepEqual(bindings(everywhere), ["ClusterRoleBinding (cluster)"]);
+    assert.deepEqual(argsOf(everywhere), []);
+    const reads = listed.find((o) => o.kind === "ClusterRole" && o.metadata.name === "schema-gate");
+    const verbs = new Set(reads.rules.filter((r: Obj) => !r.resources.includes("events") && !r.resourceNames).flatMap((r: Obj) => r.verbs));
+    assert.deepEqual([...verbs].sort(), ["get", "list", "watch"], "the cluster-wide role only reads");
+    assert.ok(!reads.rules.some((r: Obj) => r.resources.includes("secrets")), "no Secret cluster-wide");
   });
 
   it("generates a CA and serving certificate for the Service, with the CA in every caBundle", async function () {
@@ -297,7 +319,7 @@ describe("Helm chart (charts/schema-gate)", function () {
   it("is what manifests/ holds: the kustomize install is rendered from the chart (npm run manifests)", async function () {
     const out = await mkdtemp(join(tmpdir(), "schema-gate-render-"));
     await run("bash", [join(projectRoot, "tools", "render-manifests.sh"), out], { env: { ...process.env, HELM: helmBin } });
-    for (const file of ["base/crds.yaml", "base/rbac.yaml", "base/deployment.yaml", "base/webhooks.yaml", "cert-manager/certificate.yaml"]) {
+    for (const file of ["base/crds.yaml", "base/rbac.yaml", "base/deployment.yaml", "base/webhooks.yaml", "cert-manager/certificate.yaml", "namespace-access.yaml"]) {
       const committed = await readFile(join(projectRoot, "manifests", file), "utf8");
       assert.equal(committed, await readFile(join(out, file), "utf8"), `manifests/${file} differs from the chart's rendering: run npm run manifests`);
     }

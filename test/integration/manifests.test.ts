@@ -5,7 +5,7 @@ import { join } from "node:path";
 import YAML from "yaml";
 import { projectRoot } from "../../src/local/paths.js";
 import { run } from "../../src/util/exec.js";
-import { testEnv, type TestEnv } from "../support/env.js";
+import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { gateIdentity } from "../support/gate.js";
 
 describe("install manifests (kustomize)", function () {
@@ -25,7 +25,7 @@ describe("install manifests (kustomize)", function () {
     const rendered = YAML.parseAllDocuments(await env.cluster.kubectl(["kustomize", join(dir, "manifests")])).map((d) => d.toJSON());
     const kinds = rendered.map((o) => o.kind).sort();
     assert.deepEqual(kinds, [
-      "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "MutatingWebhookConfiguration", "Namespace",
+      "ClusterRole", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "MutatingWebhookConfiguration", "Namespace",
       "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ValidatingWebhookConfiguration",
     ]);
     const secret = rendered.find((o) => o.kind === "Secret");
@@ -84,9 +84,10 @@ describe("install manifests (kustomize)", function () {
     }
   });
 
-  it("grants the gate least privilege: no wildcards, secrets only get, no escalate/bind/impersonate", async function () {
+  it("grants the gate least privilege: reads cluster-wide, writes and Secrets only in namespaces granted to it, no wildcards", async function () {
     const user = "system:serviceaccount:schema-gate:schema-gate";
-    const table = await env.cluster.kubectl(["auth", "can-i", "--list", `--as=${user}`, "-n", "default"]);
+    const granted = await testNamespace("rbac"); // a RoleBinding from manifests/namespace-access.yaml
+    const table = await env.cluster.kubectl(["auth", "can-i", "--list", `--as=${user}`, "-n", granted]);
     // Columns: Resources, Non-Resource URLs, Resource Names, Verbs ("[get list]").
     const rows = table.split("\n").slice(1).filter(Boolean).map((line) => {
       const verbs = /\[([^\]]*)\]\s*$/.exec(line)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
@@ -98,13 +99,26 @@ describe("install manifests (kustomize)", function () {
       assert.ok(!verbs.includes("*") && resource !== "*.*", `wildcard: ${resource} ${verbs}`);
       for (const verb of ["escalate", "bind", "impersonate"]) assert.ok(!verbs.includes(verb), `${verb} on ${resource}`);
     }
-    const secrets = resources.filter((r) => r.resource === "secrets");
-    assert.deepEqual(secrets.flatMap((r) => r.verbs), ["get"], table);
-    const can = (verb: string, resource: string) =>
-      env.cluster.kubectl(["auth", "can-i", verb, resource, `--as=${user}`, "-n", "default"]).then(() => true, () => false);
-    assert.equal(await can("list", "secrets"), false, "cannot list Secrets");
-    assert.equal(await can("delete", "configmaps"), false);
-    assert.equal(await can("patch", "deployments.apps"), true);
-    assert.equal(await can("update", "ingresses.networking.k8s.io"), true);
+    assert.deepEqual(resources.filter((r) => r.resource === "secrets").flatMap((r) => r.verbs), ["get"], table);
+
+    const can = (verb: string, resource: string, namespace: string) =>
+      env.cluster.kubectl(["auth", "can-i", verb, resource, `--as=${user}`, "-n", namespace]).then(() => true, () => false);
+    const writes = [
+      ["get", "secrets"], ["create", "jobs.batch"], ["create", "deployments.apps"], ["patch", "deployments.apps"],
+      ["create", "configmaps"], ["create", "services"], ["update", "ingresses.networking.k8s.io"], ["patch", "cronjobs.batch"],
+      ["create", "migrationwindows.schema-gate.dev"],
+    ];
+    for (const [verb, resource] of writes) {
+      assert.equal(await can(verb!, resource!, granted), true, `${verb} ${resource} in a granted namespace`);
+      for (const other of ["kube-system", "default"]) {
+        assert.equal(await can(verb!, resource!, other), false, `${verb} ${resource} in ${other}, which was not granted`);
+      }
+    }
+    // The caches watch cluster-wide; reading a Secret never is.
+    for (const resource of ["deployments.apps", "pods", "ingresses.networking.k8s.io", "migrationwindows.schema-gate.dev"]) {
+      assert.equal(await can("watch", resource, "kube-system"), true, `watch ${resource}`);
+    }
+    assert.equal(await can("list", "secrets", granted), false, "cannot list Secrets");
+    assert.equal(await can("delete", "configmaps", granted), false);
   });
 });

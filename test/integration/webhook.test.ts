@@ -1,10 +1,12 @@
 import { strict as assert } from "node:assert";
+import * as k8s from "@kubernetes/client-node";
 import type { V1Deployment } from "@kubernetes/client-node";
 import { A } from "../../src/core/annotations.js";
 import { CommandError, run } from "../../src/util/exec.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
 import { apiErrorMessage, testEnv, testNamespace, type TestEnv } from "../support/env.js";
-import { gateIdentity, startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
+import { GATE_NAMESPACE, gateIdentity, startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
+import { SCALE_CONDITION, SCALE_WEBHOOK } from "../../src/core/scale-guard.js";
 
 import { SHOP_CHART as chart } from "../support/shop.js";
 
@@ -46,6 +48,8 @@ async function failure(promise: Promise<unknown>): Promise<string> {
   assert.fail("expected the request to be refused");
 }
 
+const GATE_ARGS = ["--settle", "3600", "--lease-duration", "3"];
+
 describe("admission webhook against the real apiserver", function () {
   let env: TestEnv;
   let ns: string;
@@ -58,7 +62,8 @@ describe("admission webhook against the real apiserver", function () {
     this.timeout(60 * 60_000);
     env = await testEnv();
     ns = await testNamespace("webhook");
-    gate = await startGate(env, ["--no-controller"]);
+    // The leader keeps the scale guard; a settle longer than the suite keeps its windows from opening.
+    gate = await startGate(env, GATE_ARGS);
     await waitForWebhooks(env, ns);
     kubectl = (args, input) => env.cluster.kubectl(["-n", ns, ...args], input);
     const id = await gateIdentity(env);
@@ -183,7 +188,53 @@ describe("admission webhook against the real apiserver", function () {
       assert.match(refused, /failed calling webhook "(hold|validate)\.schema-gate\.dev"/);
       assert.equal((await get("catalog")).metadata?.annotations?.touched, undefined);
     } finally {
-      gate = await startGate(env, ["--no-controller"]);
+      gate = await startGate(env, GATE_ARGS);
     }
+  });
+
+  it("has only the leading replica write the scale guard: a follower leaves it alone, and writes it once it leads", async function () {
+    this.timeout(120_000);
+    const admission = env.kc.makeApiClient(k8s.AdmissionregistrationV1Api);
+    const leases = env.kc.makeApiClient(k8s.CoordinationV1Api);
+    const expression = async () => {
+      const config = await admission.readValidatingWebhookConfiguration({ name: "schema-gate" });
+      const hook = config.webhooks!.find((h) => h.name === SCALE_WEBHOOK)!;
+      return hook.matchConditions!.find((m) => m.name === SCALE_CONDITION)!.expression;
+    };
+    await gate.stop();
+    // Another replica leads: a Lease the test keeps renewing.
+    const lease = { name: "schema-gate-controller", namespace: GATE_NAMESPACE };
+    await leases.deleteNamespacedLease(lease).catch(() => undefined);
+    const spec = () => ({ holderIdentity: "another-replica", leaseDurationSeconds: 3, renewTime: new k8s.V1MicroTime() });
+    await leases.createNamespacedLease({ namespace: GATE_NAMESPACE, body: { metadata: { name: lease.name }, spec: spec() } });
+    let renewing = true;
+    const renewer = (async () => {
+      while (renewing) {
+        const current = await leases.readNamespacedLease(lease);
+        await leases.replaceNamespacedLease({ ...lease, body: { ...current, spec: spec() } }).catch(() => undefined);
+        await sleep(500);
+      }
+    })();
+    try {
+      gate = await startGate(env, GATE_ARGS);
+      const stale = "request.namespace + '/' + request.name in []";
+      const config = await admission.readValidatingWebhookConfiguration({ name: "schema-gate" });
+      const w = config.webhooks!.findIndex((h) => h.name === SCALE_WEBHOOK);
+      const c = config.webhooks![w]!.matchConditions!.findIndex((m) => m.name === SCALE_CONDITION);
+      await admission.patchValidatingWebhookConfiguration(
+        { name: "schema-gate", body: [{ op: "replace", path: `/webhooks/${w}/matchConditions/${c}/expression`, value: stale }] },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+      );
+      await sleep(7000); // more than one of the guard's 5 s repairs
+      assert.equal(await expression(), stale, "a replica that does not lead wrote the scale guard");
+    } finally {
+      renewing = false;
+      await renewer;
+    }
+    const written = await pollUntil(async () => {
+      const current = await expression();
+      return current.includes(`'${ns}/ledger'`) ? current : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250, what: "the gate, once leading, to list the held ledger in the scale guard" });
+    assert.match(written, /^request\.namespace \+ '\/' \+ request\.name in \[/);
   });
 });

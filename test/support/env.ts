@@ -1,5 +1,6 @@
 import * as k8s from "@kubernetes/client-node";
 import { acquireCluster, type Cluster } from "../../src/local/cluster.js";
+import { grantNamespace } from "../../src/local/gate.js";
 import { startPostgres, type PostgresServer } from "../../src/local/postgres.js";
 
 export interface TestEnv {
@@ -51,6 +52,8 @@ export async function testNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e4)}`;
   await env.core.createNamespace({ body: { metadata: { name, labels: { "schema-gate.dev/test": "true" } } } });
   namespaces.push(name);
+  // The gate acts only where a RoleBinding lets it (README, "RBAC").
+  await grantNamespace(env.cluster, name);
   return name;
 }
 

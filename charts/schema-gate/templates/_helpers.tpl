@@ -77,3 +77,24 @@ ca:
 serverName: {{ include "schema-gate.fullname" . }}.{{ .Release.Namespace }}.svc
 {{- end }}
 {{- end }}
+
+{{/* A RoleBinding of the workloads ClusterRole in one application namespace (with "namespace"; without, for `kubectl apply -n`). */}}
+{{- define "schema-gate.workloadsBinding" -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "schema-gate.fullname" .root }}
+  {{- with .namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- include "schema-gate.labels" .root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ include "schema-gate.fullname" .root }}-workloads
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "schema-gate.serviceAccountName" .root }}
+    namespace: {{ .root.Release.Namespace }}
+{{- end }}

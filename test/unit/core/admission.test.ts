@@ -213,6 +213,18 @@ describe("validate", () => {
     assert.deepEqual(validate(create(), context()), { kind: "allow" });
   });
 
+  it("refuses an opt-in in a namespace the gate's RBAC does not cover (--namespaces), naming the fix", () => {
+    const limited = { ...context(), actsIn: new Set(["shop", "billing"]) };
+    const { code, message } = denial(validate(create(), limited));
+    assert.equal(code, 403);
+    assert.match(message, /deployment default\/orders-api opts in .* may not act in namespace "default" \(its RBAC covers: billing, shop\)/);
+    assert.match(message, /Add "default" to the chart's rbac\.namespaces/);
+    assert.deepEqual(validate(create(), { ...context(), actsIn: new Set(["default"]) }), { kind: "allow" });
+    const plain = create();
+    delete annotationsOf(plain)[A.database];
+    assert.deepEqual(validate(plain, limited), { kind: "allow" }, "a Deployment that does not opt in is none of its business");
+  });
+
   it("denies a replica change on a held Deployment, saying how to wait or abort", () => {
     const request = update({ [A.phase]: "Migrating", [A.desiredReplicas]: "3" }, 0);
     Object.assign(annotationsOf(request), { [A.phase]: "Migrating", [A.desiredReplicas]: "3" });
@@ -263,7 +275,7 @@ describe("validate", () => {
     it("fails closed for a Deployment on the held list that its cache does not know yet", () => {
       const answer = denial(validate(admissionReview("deployment-scale").request, context()));
       assert.equal(answer.code, 409);
-      assert.match(answer.message, /not yet in its cache; try again in a few seconds/);
+      assert.match(answer.message, /not yet in schema-gate.s cache, and scaling is guarded here .*; try again in a few seconds/);
     });
   });
 
