@@ -58,6 +58,8 @@ export interface WindowDatabase {
   /** Applies the pending files under the migration session's timeouts; returns the names applied. */
   applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<string[]>;
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
+  /** Claims the database for the group; refuses (MigrationError) when another group owns it. */
+  claim(target: DatabaseTarget, group: string): Promise<void>;
 }
 
 export type JobState = { kind: "missing" } | { kind: "running" } | { kind: "stopping" } | { kind: "complete" } | { kind: "failed"; message: string };
@@ -129,6 +131,7 @@ export function fence(deps: WindowDeps): WindowDeps {
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
       applySql: guard(database.applySql.bind(database)),
+      claim: guard(database.claim.bind(database)),
     },
     jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },
     maintenance: { turnOn: guard(maintenance.turnOn.bind(maintenance)), turnOff: guard(maintenance.turnOff.bind(maintenance)) },

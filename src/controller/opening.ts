@@ -33,8 +33,10 @@ export async function considerOpening(deps: WindowDeps, group: Group, stored: St
     await deps.members.patchEach(group, "release them", (d) => restorePatch(d, plan.version, message));
     return DONE;
   }
-  if (plan.spec.runner.kind === "sql" && memory.pendingSeen !== plan.version) {
-    const checked = await releaseIfNothingPending(deps, group, plan.spec.secret, plan.spec.runner.configMap, plan.version, memory);
+  if (memory.pendingSeen !== plan.version) {
+    const checked = plan.spec.runner.kind === "sql"
+      ? await releaseIfNothingPending(deps, group, plan.spec.secret, plan.spec.runner.configMap, plan.version, memory)
+      : await claimDatabase(deps, group, plan.spec.secret, plan.version, memory);
     if (checked) return checked;
   }
 
@@ -53,6 +55,30 @@ export async function considerOpening(deps: WindowDeps, group: Group, stored: St
   return AGAIN;
 }
 
+const owner = (group: Group) => `${group.namespace}/${group.name}`;
+
+async function reportCheckFailure(deps: WindowDeps, group: Group, memory: GroupMemory, error: unknown): Promise<Result> {
+  const message = error instanceof StepFailure || isConnectionError(error)
+    ? (error as Error).message
+    : `could not check pending migrations: ${(error as Error).message}`;
+  await warnOnce(deps, group, memory, "MigrationCheckFailed", `database group ${group.name}: ${message}; the gate retries every few seconds`, heldMembers(group.deployments));
+  return { requeueAfterMs: PENDING_CHECK_RETRY_MS };
+}
+
+/**
+ * A Job runner's group claims its database before a window stops anything, as the SQL
+ * runner's check does: a database another group owns is refused while the old pods serve.
+ */
+async function claimDatabase(deps: WindowDeps, group: Group, secret: string, version: string, memory: GroupMemory): Promise<Result | undefined> {
+  try {
+    await deps.database.claim(await deps.database.target(group.namespace, secret), owner(group));
+    memory.pendingSeen = version;
+    return undefined;
+  } catch (error) {
+    return reportCheckFailure(deps, group, memory, error);
+  }
+}
+
 /**
  * The SQL runner knows what is pending: with nothing to apply the hold is released with
  * no window and no downtime. Returns the pass's result when it decided, else undefined.
@@ -61,17 +87,13 @@ async function releaseIfNothingPending(deps: WindowDeps, group: Group, secret: s
   try {
     const target = await deps.database.target(group.namespace, secret);
     const files = await deps.database.sqlFiles(group.namespace, configMap);
-    if (!(await deps.database.recordIfNothingPending(target, group.name, files, version))) {
+    if (!(await deps.database.recordIfNothingPending(target, owner(group), files, version))) {
       // Pending files stay pending until a window applies them: no need to ask again while settling.
       memory.pendingSeen = version;
       return undefined;
     }
   } catch (error) {
-    const message = error instanceof StepFailure || isConnectionError(error)
-      ? (error as Error).message
-      : `could not check pending migrations: ${(error as Error).message}`;
-    await warnOnce(deps, group, memory, "MigrationCheckFailed", `database group ${group.name}: ${message}; the gate retries every few seconds`, heldMembers(group.deployments));
-    return { requeueAfterMs: PENDING_CHECK_RETRY_MS };
+    return reportCheckFailure(deps, group, memory, error);
   }
   const message = `schema version ${version}: nothing to migrate; released without a window`;
   const released = await deps.members.patchEach(group, "release them", (d) => restorePatch(d, version, message));

@@ -68,6 +68,11 @@ async function drain({ deps, group }: StepContext): Promise<StepResult> {
   return (await deps.members.podsLeft(group)).length === 0 ? done() : wait(POLL_MS);
 }
 
+/** The group as the database knows it (its advisory lock and its claim on the database). */
+export function databaseOwner({ group, state }: Pick<StepContext, "group" | "state">): string {
+  return `${group.namespace}/${state.group}`;
+}
+
 function groupDatabase({ deps, group, state }: StepContext): Promise<DatabaseTarget> {
   const secret = windowSecret(group.deployments, state);
   if (!secret) throw new StepFailure(`no member of database group ${state.group} names a ${A.databaseSecret} any more`);
@@ -95,7 +100,7 @@ async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: 
   const observe = (result: string) => deps.metrics.migrationDuration.observe({ runner: "sql", result }, (deps.now() - started) / 1000);
   let ran: string[];
   try {
-    ran = await deps.database.applySql(target, state.group, files, state.version, {
+    ran = await deps.database.applySql(target, databaseOwner(context), files, state.version, {
       statementTimeoutMs: Math.max(1000, Date.parse(state.deadline) - deps.now()),
       onFile: (file, ms) => deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, file, ms }, "migration file applied"),
     });
@@ -136,7 +141,7 @@ const migrate = (context: StepContext): Promise<StepResult> =>
 async function verify(context: StepContext): Promise<StepResult> {
   const { deps, state } = context;
   if (state.runner.kind === "job") return done(); // the Job's success is the runner's own record
-  const recorded = await deps.database.versionRecorded(await groupDatabase(context), state.group, state.version);
+  const recorded = await deps.database.versionRecorded(await groupDatabase(context), databaseOwner(context), state.version);
   if (!recorded) throw new StepFailure(`schema version ${state.version} is not recorded as applied after the migration`);
   return done();
 }
@@ -196,7 +201,7 @@ async function rollback(context: StepContext): Promise<StepResult> {
 export async function askRunner(context: StepContext): Promise<"committed" | "not-committed" | "stopping"> {
   const { deps, group, state } = context;
   if (state.runner.kind === "sql") {
-    return (await deps.database.versionRecorded(await groupDatabase(context), state.group, state.version)) ? "committed" : "not-committed";
+    return (await deps.database.versionRecorded(await groupDatabase(context), databaseOwner(context), state.version)) ? "committed" : "not-committed";
   }
   const name = migrationJobName(state);
   const job = await deps.jobs.state(group.namespace, name);

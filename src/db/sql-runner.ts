@@ -18,6 +18,8 @@ export class MigrationError extends Error {
 
 const HISTORY = "schema_gate_history";
 const VERSIONS = "schema_gate_versions";
+/** One row: the database group (`namespace/name`) whose database this is. */
+const OWNER = "schema_gate_owner";
 
 /**
  * The SQL runner: applies a ConfigMap's `*.sql` files in name order, each in its own
@@ -28,6 +30,11 @@ export class SqlRunner {
   /** The history tables, schema-qualified once found, so a file's `SET search_path` cannot move them. */
   private tables: { history: string; versions: string } | undefined;
 
+  /**
+   * `group` is the database group's `namespace/name`: it keys the advisory lock and claims
+   * the database, so a second group pointed at the same database is refused (README,
+   * "Guarantees and limits").
+   */
   constructor(
     private readonly client: pg.Client,
     private readonly group: string,
@@ -44,6 +51,9 @@ export class SqlRunner {
         applied_at timestamptz NOT NULL DEFAULT now(), duration_ms integer NOT NULL);
       CREATE TABLE IF NOT EXISTS ${VERSIONS} (
         version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+      CREATE TABLE IF NOT EXISTS ${OWNER} (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), owner text NOT NULL,
+        claimed_at timestamptz NOT NULL DEFAULT now());
       COMMIT`);
     const qualified = async (table: string) => {
       const { rows } = await this.client.query<{ name: string }>(
@@ -53,8 +63,35 @@ export class SqlRunner {
       );
       return rows[0]!.name;
     };
+    const owner = await qualified(OWNER);
+    await this.claim(owner);
     this.tables = { history: await qualified(HISTORY), versions: await qualified(VERSIONS) };
     return this.tables;
+  }
+
+  /**
+   * Makes this group the database's owner, or refuses when another group owns it: two
+   * groups on one database would terminate each other's live sessions, and one's history
+   * would pass for the other's.
+   */
+  private async claim(table: string): Promise<void> {
+    await this.client.query(`INSERT INTO ${table} (owner) VALUES ($1) ON CONFLICT DO NOTHING`, [this.group]);
+    const { rows } = await this.client.query<{ owner: string; since: string; database: string }>(
+      `SELECT owner, to_char(claimed_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS since, current_database() AS database FROM ${table}`,
+    );
+    const row = rows[0]!;
+    if (row.owner === this.group) return;
+    throw new MigrationError(
+      `database "${row.database}" belongs to database group "${row.owner}" (since ${row.since}), not to "${this.group}": ` +
+        `two groups on one database would terminate each other's sessions and mix their migration histories. ` +
+        `Give every Deployment of this database the same schema-gate.dev/database in one namespace, or use a database per group; ` +
+        `if group "${row.owner}" is gone for good, run DELETE FROM ${table}; in database "${row.database}"`,
+    );
+  }
+
+  /** Claims the database for this group (see claim), for a runner that uses no history table. */
+  async ensureOwner(): Promise<void> {
+    await this.ensureTables();
   }
 
   async applied(): Promise<AppliedFile[]> {

@@ -60,6 +60,14 @@ export const windowSql = {
     }
   },
 
+  async claim(target: DatabaseTarget, group: string): Promise<void> {
+    try {
+      await withSession(target, { applicationName: "schema-gate" }, (client) => new SqlRunner(client, group).ensureOwner());
+    } catch (error) {
+      throw migrationFailure(error);
+    }
+  },
+
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean> {
     return withSession(target, { applicationName: "schema-gate" }, (client) => new SqlRunner(client, group).versionRecorded(version));
   },

@@ -222,6 +222,27 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       }
     });
 
+    it("refuses a second database group on a database another group owns, naming both, before anything stops", async function () {
+      const { ns: first, url } = await installedShop("owner-a", "hold");
+      const second = await testNamespace("owner-b");
+      await waitForWebhooks(env, second);
+      await env.core.createNamespacedSecret({ namespace: second, body: { metadata: { name: "shop-db" }, stringData: { url } } });
+      // The same file names as the first group's applied ones: without the claim they would pass for applied.
+      await releaseShop(env, second, { schemaVersion: "1", sql: V1, onFailure: "hold" });
+      const warning = await pollUntil(async () => (await eventsOf(env, second, "billing")).find((e) => e.reason === "MigrationCheckFailed"),
+        { timeoutMs: 20_000, what: "the MigrationCheckFailed Event in the second namespace" });
+      assert.match(warning.message ?? "", new RegExp(`belongs to database group "${first}/shop-db" .*not to "${second}/shop-db"`));
+      assert.match(warning.message ?? "", /DELETE FROM .*schema_gate_owner/);
+      assert.equal(await windowRecord(env, second), undefined, "no window opened for the second group");
+      for (const [name, d] of await deploymentsOf(env, second)) {
+        assert.equal(d.metadata?.annotations?.[A.phase], "Pending", `${name} stays held, not released as if migrated`);
+        assert.equal(d.metadata?.annotations?.[A.appliedVersion], undefined, name);
+      }
+      // The owner goes on as before.
+      await releaseShop(env, first, { schemaVersion: "2", sql: V2, onFailure: "hold" });
+      assert.equal((await windowSettled(env, first, "2")).result, "Done");
+    });
+
     it("rollback: returns the previous template at its replicas and records nothing", async function () {
       const { ns, url } = await installedShop("fail-rollback", "rollback");
       await releaseShop(env, ns, { schemaVersion: "2", sql: BROKEN, onFailure: "rollback" });

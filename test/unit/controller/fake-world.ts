@@ -218,6 +218,9 @@ export class FakeWorld {
           return ran;
         },
         versionRecorded: async (_t, _g, version) => world.versions.has(version),
+        claim: async () => {
+          world.write();
+        },
       },
       jobs: {
         ensure: async (_owner, state) => {
