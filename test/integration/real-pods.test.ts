@@ -3,12 +3,11 @@ import type { V1Pod } from "@kubernetes/client-node";
 import { A } from "../../src/core/annotations.js";
 import { BACKEND_PORT, BACKEND_SERVICE } from "../../src/core/ingress-switch.js";
 import { SIDECAR_NAME } from "../../src/core/sidecar-injection.js";
-import { gateImage } from "../../src/local/gate-image.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
-import { requireRealNode } from "../support/real-node.js";
+import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
 import { get, shopAppImage, withClient } from "../support/real-shop.js";
 import {
   apply,
@@ -41,8 +40,7 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
     this.timeout(60 * 60_000); // a first run on a machine builds the binaries
     env = await testEnv();
     node = requireRealNode(env);
-    const [shop, page] = await Promise.all([shopAppImage(node), gateImage()]);
-    await node.importImage(page);
+    const [shop, page] = await Promise.all([shopAppImage(node), gateImageOnNode(node)]);
     shopImage = shop.name;
     pageImage = page.name;
     gate = await startGate(env, [...GATE_ARGS, "--image", pageImage, "--backend-placement", JSON.stringify(node.placement)]);

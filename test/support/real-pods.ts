@@ -1,3 +1,4 @@
+import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import type { V1Deployment, V1Pod } from "@kubernetes/client-node";
 import { A } from "../../src/core/annotations.js";
@@ -139,5 +140,8 @@ export async function sidecarApp(
   const serviceIP = (await env.core.readNamespacedService({ name: "web", namespace: ns })).spec!.clusterIP!;
   // kube-proxy programs the Service a moment after its endpoints are ready.
   await untilEachAnswers([{ host: serviceIP, port: 80 }], o.flag ? 503 : 200, 20_000);
-  return { ns, serviceIP, pods, sidecars: pods.map((p) => ({ host: p.status!.podIP!, port: SIDECAR_PORT })) };
+  const sidecars = pods.map((p) => ({ host: p.status!.podIP!, port: SIDECAR_PORT }));
+  const answers = await Promise.all(sidecars.map(async ({ host, port }) => `${host} ${(await get(host, port, "/")).status}`));
+  assert.deepEqual(answers, sidecars.map(({ host }) => `${host} ${o.flag ? 503 : 200}`), `each sidecar answers as the flag ${o.flag ? "on" : "off"} at the start`);
+  return { ns, serviceIP, pods, sidecars };
 }
