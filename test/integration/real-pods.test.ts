@@ -47,6 +47,66 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
   });
   after(async () => gate?.stop());
 
+  const MESSAGE = "Upgrading the shop database";
+  let turningOn: SidecarApp;
+  let turningOff: SidecarApp;
+  let sidecarsOn: Promise<number[]> | undefined;
+  let sidecarsOff: Promise<number[]> | undefined;
+  let flippedAt: number;
+  /** How long before the flip each pod of `app` started (a just-started pod is still being synced). */
+  const ages = (app: SidecarApp) => app.pods.map((p) => `${((flippedAt - Date.parse(String(p.status?.startTime))) / 1000).toFixed(0)}s`).join(" ");
+
+  // Two namespaces of the same app with the sidecar, one turning the flag on and one off, so
+  // that the two waits for the kubelet (up to a minute and a half each) overlap, and overlap
+  // the Job runner's tests too: the flags flip here, the sidecars' figures come last.
+  describe("maintenance: the backend the gate creates, the flag flipped", function () {
+    before(async function () {
+      this.timeout(180_000);
+      const app = (flag: boolean, ingress: boolean) =>
+        sidecarApp(env, node, { image: shopImage, replicas: 3, ingress, ...(flag ? { flag: MESSAGE } : {}) });
+      [turningOn, turningOff] = await Promise.all([app(false, true), app(true, false)]);
+      for (const pod of [...turningOn.pods, ...turningOff.pods]) {
+        assert.equal(pod.spec?.nodeName, node.name);
+        assert.deepEqual(pod.spec?.initContainers?.map((c) => [c.name, c.image, c.restartPolicy]), [[SIDECAR_NAME, pageImage, "Always"]]);
+        assert.ok(pod.status?.initContainerStatuses?.[0]?.state?.running, `${pod.metadata?.name}'s sidecar runs`);
+      }
+      assert.equal((await get(turningOn.serviceIP, 80, "/")).body.service, "web", "the app answers while the flag is off");
+      assert.equal((await get(turningOff.serviceIP, 80, "/")).status, 503, "the page answers where the pods started with the flag on");
+    });
+
+    it("runs the backend as a real pod, read-only and without a token, serving the page through its Service via kube-proxy", async function () {
+      const ns = turningOn.ns;
+      // From the flips on, each sidecar is watched for its first answer of the other kind (figures below).
+      flippedAt = Date.now();
+      await Promise.all([setFlag(env, ns, true, MESSAGE), setFlag(env, turningOff.ns, false, MESSAGE)]);
+      sidecarsOn = untilEachAnswers(turningOn.sidecars, 503, flippedAt);
+      sidecarsOff = untilEachAnswers(turningOff.sidecars, 200, flippedAt);
+      for (const p of [sidecarsOn, sidecarsOff]) p.catch(() => undefined);
+      const pod = await pollUntil(async () => {
+        const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app.kubernetes.io/name=${BACKEND_SERVICE}` });
+        return pods.items.find((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+      }, { timeoutMs: 60_000, what: "the maintenance backend's pod to be Ready" });
+      assert.equal(pod.spec?.nodeName, node.name);
+      assert.match(pod.status?.containerStatuses?.[0]?.containerID ?? "", /^containerd:\/\//);
+      assert.equal(pod.spec?.automountServiceAccountToken, false);
+      const container = pod.spec!.containers[0]!;
+      assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
+      assert.ok(!container.volumeMounts?.some((m) => m.mountPath.startsWith("/var/run/secrets/kubernetes.io")), "no token mounted");
+      // From inside the container (kubectl exec through the kubelet): a read-only root, no token.
+      const inside = JSON.parse(await env.cluster.kubectl(["exec", "-n", ns, pod.metadata!.name!, "-c", "page", "--", process.execPath, "-e", INSIDE_PROBE]));
+      assert.deepEqual(inside, { write: "EROFS", root: "ro", uid: 1000, token: false });
+      const service = await env.core.readNamespacedService({ name: BACKEND_SERVICE, namespace: ns });
+      const page = await fetch(`http://${service.spec!.clusterIP}:${BACKEND_PORT}/checkout`, { headers: { accept: "text/html" } });
+      assert.equal(page.status, 503);
+      assert.match(page.headers.get("retry-after") ?? "", /^\d+$/);
+      assert.match(await page.text(), new RegExp(MESSAGE));
+      await pollUntil(async () => {
+        const name = await env.cluster.kubectl(["get", "ingress", "shop", "-n", ns, "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"]);
+        return name === BACKEND_SERVICE ? true : undefined;
+      }, { timeoutMs: 10_000, what: "Ingress shop to point at the backend" });
+    });
+  });
+
   describe("the Job runner", function () {
     let ns: string;
     let url: string;
@@ -116,69 +176,14 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
     });
   });
 
-  // Two namespaces of the same app with the sidecar, one turning the flag on and one off, so
-  // that the two waits for the kubelet (up to a minute and a half each) overlap.
-  describe("maintenance: the backend the gate creates and the injected sidecar", function () {
-    const MESSAGE = "Upgrading the shop database";
-    let turningOn: SidecarApp;
-    let turningOff: SidecarApp;
-    let sidecarsOn: Promise<number[]>;
-    let sidecarsOff: Promise<number[]>;
-    let flippedAt: number;
-    /** How long before the flip each pod of `app` started (a just-started pod is still being synced). */
-    const ages = (app: SidecarApp) => app.pods.map((p) => `${((flippedAt - Date.parse(String(p.status?.startTime))) / 1000).toFixed(0)}s`).join(" ");
-
-    before(async function () {
-      this.timeout(180_000);
-      const app = (flag: boolean, ingress: boolean) =>
-        sidecarApp(env, node, { image: shopImage, replicas: 3, ingress, ...(flag ? { flag: MESSAGE } : {}) });
-      [turningOn, turningOff] = await Promise.all([app(false, true), app(true, false)]);
-      for (const pod of [...turningOn.pods, ...turningOff.pods]) {
-        assert.equal(pod.spec?.nodeName, node.name);
-        assert.deepEqual(pod.spec?.initContainers?.map((c) => [c.name, c.image, c.restartPolicy]), [[SIDECAR_NAME, pageImage, "Always"]]);
-        assert.ok(pod.status?.initContainerStatuses?.[0]?.state?.running, `${pod.metadata?.name}'s sidecar runs`);
-      }
-      assert.equal((await get(turningOn.serviceIP, 80, "/")).body.service, "web", "the app answers while the flag is off");
-      assert.equal((await get(turningOff.serviceIP, 80, "/")).status, 503, "the page answers where the pods started with the flag on");
-    });
-
-    it("runs the backend as a real pod, read-only and without a token, serving the page through its Service via kube-proxy", async function () {
-      const ns = turningOn.ns;
-      // From the flips on, each sidecar is watched for its first answer of the other kind (figures below).
-      await Promise.all([setFlag(env, ns, true, MESSAGE), setFlag(env, turningOff.ns, false, MESSAGE)]);
-      flippedAt = Date.now();
-      sidecarsOn = untilEachAnswers(turningOn.sidecars, 503);
-      sidecarsOff = untilEachAnswers(turningOff.sidecars, 200);
-      for (const p of [sidecarsOn, sidecarsOff]) p.catch(() => undefined);
-      const pod = await pollUntil(async () => {
-        const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: `app.kubernetes.io/name=${BACKEND_SERVICE}` });
-        return pods.items.find((p) => p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
-      }, { timeoutMs: 60_000, what: "the maintenance backend's pod to be Ready" });
-      assert.equal(pod.spec?.nodeName, node.name);
-      assert.match(pod.status?.containerStatuses?.[0]?.containerID ?? "", /^containerd:\/\//);
-      assert.equal(pod.spec?.automountServiceAccountToken, false);
-      const container = pod.spec!.containers[0]!;
-      assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
-      assert.ok(!container.volumeMounts?.some((m) => m.mountPath.startsWith("/var/run/secrets/kubernetes.io")), "no token mounted");
-      // From inside the container (kubectl exec through the kubelet): a read-only root, no token.
-      const inside = JSON.parse(await env.cluster.kubectl(["exec", "-n", ns, pod.metadata!.name!, "-c", "page", "--", process.execPath, "-e", INSIDE_PROBE]));
-      assert.deepEqual(inside, { write: "EROFS", root: "ro", uid: 1000, token: false });
-      const service = await env.core.readNamespacedService({ name: BACKEND_SERVICE, namespace: ns });
-      const page = await fetch(`http://${service.spec!.clusterIP}:${BACKEND_PORT}/checkout`, { headers: { accept: "text/html" } });
-      assert.equal(page.status, 503);
-      assert.match(page.headers.get("retry-after") ?? "", /^\d+$/);
-      assert.match(await page.text(), new RegExp(MESSAGE));
-      await pollUntil(async () => {
-        const name = await env.cluster.kubectl(["get", "ingress", "shop", "-n", ns, "-o", "jsonpath={.spec.rules[0].http.paths[0].backend.service.name}"]);
-        return name === BACKEND_SERVICE ? true : undefined;
-      }, { timeoutMs: 10_000, what: "Ingress shop to point at the backend" });
-    });
+  describe("maintenance: the injected sidecar, as the kubelet refreshes the flag", function () {
+    before(() => assert.ok(sidecarsOn && sidecarsOff, "the flags were flipped (the backend's test)"));
 
     // The kubelet rewrites a mounted ConfigMap when it next syncs the pod (syncFrequency,
     // 1 min by default, plus jitter): figures, not assertions on time.
     it("switches each sidecar to the page once the kubelet refreshes the mounted flag, and the app's Service with them", async function () {
       this.timeout(180_000);
-      const on = await sidecarsOn;
+      const on = (await sidecarsOn)!;
       console.log(`      flag on -> each sidecar's first page (kubelet ConfigMap refresh): ${spread(on)}; pods started ${ages(turningOn)} before`);
       const page = await fetch(`http://${turningOn.serviceIP}/`, { headers: { accept: "application/json" } });
       assert.equal(page.status, 503);
@@ -187,15 +192,16 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
 
     it("proxies to the app again once the kubelet refreshes the flag turned off, and the gate removes the backend", async function () {
       this.timeout(180_000);
-      const off = await sidecarsOff;
+      const off = (await sidecarsOff)!;
       console.log(`      flag off -> each sidecar's first app answer: ${spread(off)}; pods started ${ages(turningOff)} before`);
       const app = await get(turningOff.serviceIP, 80, "/");
       assert.equal(app.status, 200);
       assert.equal(app.body.service, "web");
       // Any change to a pod makes the kubelet sync it, and so rewrite its mounts at once.
+      const since = Date.now();
       await setFlag(env, turningOn.ns, false, MESSAGE);
-      await env.cluster.kubectl(["annotate", "pods", "-n", turningOn.ns, "-l", "app=web", `example.com/flag-refresh=${Date.now()}`]);
-      const annotated = await untilEachAnswers(turningOn.sidecars, 200);
+      await env.cluster.kubectl(["annotate", "pods", "-n", turningOn.ns, "-l", "app=web", `example.com/flag-refresh=${since}`]);
+      const annotated = await untilEachAnswers(turningOn.sidecars, 200, since);
       console.log(`      flag off, then the pods annotated -> each sidecar's first app answer: ${spread(annotated)}`);
       assert.equal((await get(turningOn.serviceIP, 80, "/")).body.service, "web");
       await pollUntil(async () => (await env.apps.listNamespacedDeployment({ namespace: turningOn.ns })).items.some((d) => d.metadata?.name === BACKEND_SERVICE) ? undefined : true,

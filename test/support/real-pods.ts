@@ -70,21 +70,27 @@ export async function setFlag(env: TestEnv, namespace: string, enabled: boolean,
   await apply(env, namespace, configMap);
 }
 
-/** The running pods of app `name`, Ready. */
+/**
+ * The pods of app `name` once every container of each, the native sidecar included, reports
+ * ready: from then on their probes change nothing, and the kubelet syncs them on its period.
+ */
 export async function readyPods(env: TestEnv, namespace: string, name: string, count: number): Promise<V1Pod[]> {
+  const allReady = (p: V1Pod) => [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].every((c) => c.ready);
   return pollUntil(async () => {
     const pods = (await env.core.listNamespacedPod({ namespace, labelSelector: `app=${name}` })).items
-      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") && allReady(p));
     return pods.length === count ? pods : undefined;
   }, { timeoutMs: 90_000, what: `${count} ready pod(s) of ${name} in ${namespace}` });
 }
 
 /**
- * From now, GET / on each address every 100 ms until it answers `status`; resolves with
- * the milliseconds each took (the first such answer after the call).
+ * GET / on each address every 100 ms until it answers `status`; resolves with the
+ * milliseconds from `since` to each one's first such answer.
  */
-export function untilEachAnswers(addresses: Array<{ host: string; port: number }>, status: number, timeoutMs = 150_000): Promise<number[]> {
-  const started = Date.now();
+export function untilEachAnswers(
+  addresses: Array<{ host: string; port: number }>, status: number, since = Date.now(), timeoutMs = 150_000,
+): Promise<number[]> {
+  const started = since;
   return Promise.all(addresses.map(({ host, port }) => pollUntil(async () => {
     const answer = await get(host, port, "/", 1000).catch(() => undefined);
     return answer?.status === status ? Date.now() - started : undefined;
@@ -139,7 +145,7 @@ export async function sidecarApp(
   const pods = await readyPods(env, ns, "web", o.replicas);
   const serviceIP = (await env.core.readNamespacedService({ name: "web", namespace: ns })).spec!.clusterIP!;
   // kube-proxy programs the Service a moment after its endpoints are ready.
-  await untilEachAnswers([{ host: serviceIP, port: 80 }], o.flag ? 503 : 200, 20_000);
+  await untilEachAnswers([{ host: serviceIP, port: 80 }], o.flag ? 503 : 200, Date.now(), 20_000);
   const sidecars = pods.map((p) => ({ host: p.status!.podIP!, port: SIDECAR_PORT }));
   const answers = await Promise.all(sidecars.map(async ({ host, port }) => `${host} ${(await get(host, port, "/")).status}`));
   assert.deepEqual(answers, sidecars.map(({ host }) => `${host} ${o.flag ? 503 : 200}`), `each sidecar answers as the flag ${o.flag ? "on" : "off"} at the start`);
