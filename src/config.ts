@@ -31,6 +31,13 @@ export interface ServeConfig {
    */
   image?: string;
   podName?: string;
+  /** Where the maintenance backend's pod may run: nodeSelector and tolerations of its pod spec. */
+  backendPlacement: BackendPlacement;
+}
+
+export interface BackendPlacement {
+  nodeSelector?: Record<string, string>;
+  tolerations?: Array<Record<string, unknown>>;
 }
 
 export interface ServeFlags {
@@ -49,6 +56,7 @@ export interface ServeFlags {
   controller?: boolean;
   leaseDuration?: string;
   image?: string;
+  backendPlacement?: string;
 }
 
 function positiveNumber(name: string, text: string): number {
@@ -88,6 +96,36 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     identity: `${env.HOSTNAME ?? hostname()}_${process.pid}`,
     ...(flags.image ?? env.SCHEMA_GATE_IMAGE ? { image: flags.image ?? env.SCHEMA_GATE_IMAGE } : {}),
     ...(env.POD_NAME ? { podName: env.POD_NAME } : {}),
+    backendPlacement: readBackendPlacement(flags.backendPlacement ?? env.SCHEMA_GATE_BACKEND_PLACEMENT),
+  };
+}
+
+const PLACEMENT_EXAMPLE = `e.g. '{"nodeSelector":{"pool":"web"},"tolerations":[{"key":"pool","operator":"Equal","value":"web","effect":"NoSchedule"}]}'`;
+
+/** `--backend-placement`: JSON with nodeSelector (string values) and tolerations (objects), nothing else. */
+export function readBackendPlacement(text: string | undefined): BackendPlacement {
+  if (text === undefined || text.trim() === "") return {};
+  const problem = (what: string) => new Error(`--backend-placement: ${what}; give JSON with nodeSelector and/or tolerations, ${PLACEMENT_EXAMPLE}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw problem(`"${text}" is not JSON`);
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!isObject(value)) throw problem("not a JSON object");
+  const unknown = Object.keys(value).filter((k) => k !== "nodeSelector" && k !== "tolerations");
+  if (unknown.length > 0) throw problem(`unknown key ${unknown.map((k) => `"${k}"`).join(", ")}`);
+  const { nodeSelector, tolerations } = value;
+  if (nodeSelector !== undefined && !(isObject(nodeSelector) && Object.values(nodeSelector).every((v) => typeof v === "string"))) {
+    throw problem("nodeSelector must map label keys to string values");
+  }
+  if (tolerations !== undefined && !(Array.isArray(tolerations) && tolerations.every(isObject))) {
+    throw problem("tolerations must be a list of tolerations (objects)");
+  }
+  return {
+    ...(nodeSelector ? { nodeSelector: nodeSelector as Record<string, string> } : {}),
+    ...(tolerations ? { tolerations: tolerations as Array<Record<string, unknown>> } : {}),
   };
 }
 

@@ -65,7 +65,8 @@ function startControllers(
   const events = eventRecorder(kc, "schema-gate", log);
   const { deployments, flags, ingresses } = caches;
   const maintenance = startMaintenanceController({
-    kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
+    kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
+    log: log.child({ component: "maintenance" }),
   });
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, leadership, log.child({ component: "scale-guard" }));
   const window = startWindowController({

@@ -30,6 +30,7 @@ export function buildProgram(): Command {
     .option("--no-controller", "serve the webhooks only; another replica runs the windows")
     .option("--lease-duration <seconds>", "leader election lease; a killed leader is replaced after this long", "15")
     .option("--image <image>", "the gate's image, for the maintenance sidecar and backend (env SCHEMA_GATE_IMAGE; default: read from the gate's Pod)")
+    .option("--backend-placement <json>", "nodeSelector and tolerations for the maintenance backend's pod (env SCHEMA_GATE_BACKEND_PLACEMENT)")
     .option("--log-level <level>", "pino level (env LOG_LEVEL)")
     .action(async (flags: ServeFlags) => {
       const config = readServeConfig(flags);

@@ -44,6 +44,9 @@ function kubeletConfiguration(layout: NodeLayout, options: KubeletOptions): obje
     // kwok suites' pods, whose images exist nowhere) stays on the kwok nodes.
     registerWithTaints: [{ key: REAL_NODE_LABEL, value: "true", effect: "NoSchedule" }],
     serializeImagePulls: false,
+    // syncFrequency (1 min) and configMapAndSecretChangeDetectionStrategy (Watch) keep their
+    // defaults: how late a pod sees a changed ConfigMap (the maintenance flag the sidecar
+    // reads) is then what users' clusters do, and what the real-pods suite measures.
     // A test machine's disk may be fuller than a server's; do not evict for it.
     evictionHard: { "memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%" },
     imageGCHighThresholdPercent: 99,

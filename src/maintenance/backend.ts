@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import type { BackendPlacement } from "../config.js";
 import { BACKEND_PORT, BACKEND_SERVICE } from "../core/ingress-switch.js";
 import {
   BYPASS_KEY,
@@ -20,8 +21,13 @@ export class MaintenanceBackend {
   private readonly apps: k8s.AppsV1Api;
   private readonly core: k8s.CoreV1Api;
 
-  /** `image`: the gate's own; without it no backend can be made. */
-  constructor(kc: k8s.KubeConfig, private readonly image: string | undefined, private readonly log: Logger) {
+  /** `image`: the gate's own; without it no backend can be made. `placement`: where its pod may run. */
+  constructor(
+    kc: k8s.KubeConfig,
+    private readonly image: string | undefined,
+    private readonly log: Logger,
+    private readonly placement: BackendPlacement = {},
+  ) {
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
   }
@@ -37,7 +43,7 @@ export class MaintenanceBackend {
       return false;
     }
     if (!existing) {
-      await this.apps.createNamespacedDeployment({ namespace, body: backendDeployment(this.image!) });
+      await this.apps.createNamespacedDeployment({ namespace, body: backendDeployment(this.image!, this.placement) });
       this.log.info({ namespace }, "maintenance backend created");
     }
     // Also when only the Deployment was left: someone may have deleted the Service.
@@ -73,7 +79,7 @@ function backendService(): k8s.V1Service {
   };
 }
 
-function backendDeployment(image: string): k8s.V1Deployment {
+function backendDeployment(image: string, placement: BackendPlacement): k8s.V1Deployment {
   const health = { httpGet: { path: `${SIDECAR_PATH_PREFIX}healthz`, port: PAGE_PORT } };
   return {
     metadata: { name: BACKEND_SERVICE, labels: BACKEND_LABELS },
@@ -83,6 +89,7 @@ function backendDeployment(image: string): k8s.V1Deployment {
       template: {
         metadata: { labels: BACKEND_LABELS },
         spec: {
+          ...(structuredClone(placement) as Pick<k8s.V1PodSpec, "nodeSelector" | "tolerations">),
           automountServiceAccountToken: false,
           containers: [
             {

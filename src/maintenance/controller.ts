@@ -1,4 +1,5 @@
 import * as k8s from "@kubernetes/client-node";
+import type { BackendPlacement } from "../config.js";
 import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Leadership } from "../k8s/leader.js";
@@ -18,6 +19,8 @@ export interface MaintenanceControllerOptions {
   events: EventRecorder;
   /** The gate's image: the maintenance backend runs `schema-gate page` from it. */
   image?: string;
+  /** Where the backend's pod may run (nodeSelector, tolerations). */
+  backendPlacement?: BackendPlacement;
   log: Logger;
 }
 
@@ -34,7 +37,7 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     ingresses,
     core: kc.makeApiClient(k8s.CoreV1Api),
     networking: kc.makeApiClient(k8s.NetworkingV1Api),
-    backend: new MaintenanceBackend(kc, options.image, log),
+    backend: new MaintenanceBackend(kc, options.image, log, options.backendPlacement),
     events: options.events,
     log,
   };

@@ -1,10 +1,9 @@
 import { strict as assert } from "node:assert";
 import { request } from "node:http";
-import { gateImage } from "../../src/local/gate-image.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
-import { requireRealNode } from "../support/real-node.js";
+import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
 
 describe("real node: images built here, and nothing pulled", function () {
   let env: TestEnv;
@@ -19,8 +18,7 @@ describe("real node: images built here, and nothing pulled", function () {
   });
 
   it("runs the gate's own image (built without Docker) as non-root on a read-only root: schema-gate page serves the page", async function () {
-    const image = await gateImage();
-    await node.importImage(image);
+    const image = await gateImageOnNode(node);
     await env.core.createNamespacedConfigMap({
       namespace: ns,
       body: { metadata: { name: "flag" }, data: { enabled: "true", message: "Upgrading the shop database" } },

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { gateImage } from "../../src/local/gate-image.js";
 import { nodeImage, type LocalImage } from "../../src/local/images.js";
 import { projectRoot } from "../../src/local/paths.js";
 import type { RealNode } from "../../src/local/real-node.js";
@@ -35,6 +36,18 @@ export function nodeAppImage(node: RealNode, app: string, repository: string): P
     appImages.set(app, image);
   }
   return image;
+}
+
+let gate: Promise<LocalImage> | undefined;
+
+/** The gate's own image, built when src/ changed and imported into the node once per run. */
+export function gateImageOnNode(node: RealNode): Promise<LocalImage> {
+  gate ??= (async () => {
+    const image = await gateImage();
+    await node.importImage(image);
+    return image;
+  })();
+  return gate;
 }
 
 /** test/support/real-node-app as an image. */

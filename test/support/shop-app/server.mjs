@@ -4,7 +4,7 @@
 // Like a real app now and then, it holds a transaction open that read `items` (a report
 // cursor, a leaked client): its AccessShareLock blocks any ALTER TABLE items while it runs.
 // On SIGTERM it stops accepting, lets in-flight requests finish, ends that transaction,
-// closes its pool and exits.
+// closes its pool and exits. `server.mjs migrate` is its migration command instead (below).
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import pg from "pg";
@@ -12,6 +12,27 @@ import pg from "pg";
 const service = process.env.SERVICE_NAME ?? "app";
 const version = process.env.SCHEMA_VERSION ?? "";
 const log = (message) => console.log(`${new Date().toISOString()} ${service} ${message}`);
+
+// The app's migration command, as the gate's Job runner runs it: MIGRATION_SQL (the change
+// this version brings) in one transaction, recorded in shop_migrations. Like many tools it
+// first prints where it connects, password and all; it exits 1 on an error.
+if (process.argv[2] === "migrate") {
+  log(`migrate: connecting to ${process.env.DATABASE_URL}`);
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL, application_name: "migrate" });
+  try {
+    await client.connect();
+    await client.query("BEGIN");
+    await client.query("CREATE TABLE IF NOT EXISTS shop_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+    await client.query(process.env.MIGRATION_SQL ?? "");
+    await client.query("INSERT INTO shop_migrations (version) VALUES ($1)", [version]);
+    await client.query("COMMIT");
+    log(`migrate: schema version ${version} applied`);
+    process.exit(0);
+  } catch (error) {
+    log(`migrate: schema version ${version} failed: ${error.message}`);
+    process.exit(1);
+  }
+}
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 3, application_name: service });
 let terminating = false;
 let inFlight = 0;
