@@ -18,7 +18,8 @@ import { run } from "../src/util/exec.js";
 import { createWebhookApp, serveHttps } from "../src/webhook/server.js";
 import { CertificateSource } from "../src/webhook/tls.js";
 
-const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 4000);
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP = 500;
 const CONCURRENCY = [1, 16];
 
@@ -105,18 +106,31 @@ async function main(): Promise<void> {
   const body = readFileSync(join(projectRoot, "test", "fixtures", "admission", "deployment-update.json"), "utf8");
   console.log(`AdmissionReview: captured Deployment UPDATE, ${body.length} bytes; ${REQUESTS} requests per row after ${WARMUP} warm-up`);
   console.log(`node ${process.version}, servers in a child process, keep-alive TLS connections\n`);
-  console.log("endpoint        conc   p50 ms   p99 ms      req/s   p99 / echo p99");
+  // The floor and the gate are measured in turns, ROUNDS times, and each figure is the
+  // median over the rounds: on a busy 2-core machine a single pass drifts more than the
+  // difference it is meant to show.
+  console.log(`${ROUNDS} rounds of echo, /mutate, /validate in turn; medians over the rounds\n`);
+  console.log("endpoint        conc   p50 ms   p99 ms      req/s   p50 / echo   p99 / echo");
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   for (const concurrency of CONCURRENCY) {
-    const echo = await measure(ports.echo, "/", body, concurrency, ca);
-    const row = (name: string, r: typeof echo, ratio: string) =>
-      console.log(`${name.padEnd(15)} ${String(concurrency).padStart(4)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ${r.rps.toFixed(0).padStart(10)}   ${ratio}`);
-    row("echo (floor)", echo, "1.00x");
-    for (const path of ["/mutate", "/validate"]) {
-      const r = await measure(ports.gate, path, body, concurrency, ca);
-      row(path, r, `${(r.p99 / echo.p99).toFixed(2)}x`);
+    const rounds: Record<string, Array<{ p50: number; p99: number; rps: number }>> = { echo: [], "/mutate": [], "/validate": [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      rounds.echo!.push(await measure(ports.echo, "/", body, concurrency, ca));
+      for (const path of ["/mutate", "/validate"]) rounds[path]!.push(await measure(ports.gate, path, body, concurrency, ca));
+    }
+    const summary = (name: string) => {
+      const r = rounds[name]!;
+      return { p50: median(r.map((x) => x.p50)), p99: median(r.map((x) => x.p99)), rps: median(r.map((x) => x.rps)) };
+    };
+    const echo = summary("echo");
+    for (const name of ["echo", "/mutate", "/validate"]) {
+      const r = summary(name);
+      const label = name === "echo" ? "echo (floor)" : name;
+      console.log(`${label.padEnd(15)} ${String(concurrency).padStart(4)} ${r.p50.toFixed(3).padStart(8)} ${r.p99.toFixed(3).padStart(8)} ` +
+        `${r.rps.toFixed(0).padStart(10)}   ${`${(r.p50 / echo.p50).toFixed(2)}x`.padStart(10)}   ${`${(r.p99 / echo.p99).toFixed(2)}x`.padStart(10)}`);
     }
   }
-  console.log("\ntarget: p99 of /mutate and /validate within 2x of the echo floor");
+  console.log("\ntarget: p99 (and p50) of /mutate and /validate at concurrency 16 within 1.2x of the echo floor");
   child.kill();
 }
 
