@@ -172,8 +172,28 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     }
   });
 
+  describe("the leader frozen past its lease, then resumed", function () {
+    let next: ShopGroup["next"];
+    before(async () => ({ next } = await shopGroup("failover-freeze")));
+
+    for (const step of ["quiesce", "restore", "readiness"] as const) {
+      it(`writes nothing after the other replica took over in step ${step}, and follows it`, async function () {
+        await disrupt("freeze", next(`frozen in ${step}`, step));
+      });
+    }
+
+    const twoFiles = { suffixes: ["a", "b"], slow: "\nSELECT pg_sleep(2);" };
+    it("frozen in the middle of a SQL file: the successor ends its session and applies every file once", async function () {
+      await disrupt("freeze", next("frozen in migrate, mid-file", "migrate", { ...twoFiles, resumeAfterStep: true }));
+    });
+
+    it("frozen in the middle of a SQL file and resumed as the successor takes over: applies no further file", async function () {
+      await disrupt("freeze", next("frozen in migrate, mid-file, resumed at once", "migrate", twoFiles));
+    });
+  });
+
   describe("the Job runner", function () {
-    for (const how of ["kill"] as const) {
+    for (const how of ["kill", "freeze"] as const) {
       const done = how === "kill" ? "killed" : "frozen";
       it(`makes one Job for the attempt when the leader is ${done} after making it`, async function () {
         // A namespace of its own: a member left at another version would stay held for it.
