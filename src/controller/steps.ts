@@ -17,6 +17,7 @@ import { isHeld, isHolding } from "../core/phase.js";
 import { ENDINGS, finalResult, stepStarted, windowSecret } from "../core/window-policy.js";
 import { A } from "../core/annotations.js";
 import { formatMs, migrationJobName, StepFailure, type Step, type WindowState } from "../core/window.js";
+import { LostLeadership } from "../k8s/leader.js";
 import type { Group, WindowDeps } from "./deps.js";
 
 /**
@@ -102,7 +103,12 @@ async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: 
   try {
     ran = await deps.database.applySql(target, databaseOwner(context), files, state.version, {
       statementTimeoutMs: Math.max(1000, Date.parse(state.deadline) - deps.now()),
-      onFile: (file, ms) => deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, file, ms }, "migration file applied"),
+      // A replica deposed meanwhile lets the file in flight commit and starts no other: the
+      // successor applies the rest (its migrate step first ends this session).
+      onFile: (file, ms) => {
+        deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, file, ms }, "migration file applied");
+        if (!deps.leading()) throw new LostLeadership(`lost the Lease while applying SQL files; stopped after ${file}`);
+      },
     });
   } catch (error) {
     if (error instanceof StepFailure) observe("failure");

@@ -92,10 +92,11 @@ export class LeaderElector implements Leadership {
     if (this.leader && !this.isLeader()) this.lose(new Error(`no renewal succeeded within ${this.timing.renewDeadlineMs} ms`));
     if (this.attempting || this.stopped) return;
     this.attempting = true;
+    const sentAt = this.clock.monotonic();
     try {
-      const ok = await this.tryAcquireOrRenew();
+      const ok = await this.tryAcquireOrRenew(sentAt);
       if (this.stopped) return;
-      if (ok) this.renewed();
+      if (ok) this.renewed(sentAt);
       else if (this.leader) this.lose(new Error("the Lease is held by another replica"));
     } catch (error) {
       if (this.leader && !this.isLeader()) this.lose(error);
@@ -105,8 +106,7 @@ export class LeaderElector implements Leadership {
     }
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
-    const now = this.clock.monotonic();
+  private async tryAcquireOrRenew(now: number): Promise<boolean> {
     const current = await this.api.read();
     if (!current) {
       await this.api.create(leaseFor(undefined, this.identity, this.leaseSeconds, this.clock.wall()));
@@ -118,8 +118,19 @@ export class LeaderElector implements Leadership {
     return true;
   }
 
-  private renewed(): void {
-    this.lastRenew = this.clock.monotonic();
+  /**
+   * A renewal counts from when it was sent, not answered: the Lease changed at some moment
+   * after `sentAt`, and the others wait a lease duration from when they saw it. An answer
+   * that comes a renew deadline late (a replica frozen or starved meanwhile, the reply
+   * waiting in its socket) renews nothing: the others may lead by now.
+   */
+  private renewed(sentAt: number): void {
+    const late = this.clock.monotonic() - sentAt;
+    if (late >= this.timing.renewDeadlineMs) {
+      this.lose(new Error(`the Lease write was answered ${Math.round(late)} ms after it was sent, past the renew deadline`));
+      return;
+    }
+    this.lastRenew = sentAt;
     if (this.leader) return;
     this.leader = true;
     this.log.info({ identity: this.identity }, "became leader");

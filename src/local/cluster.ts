@@ -7,6 +7,7 @@ import { stringify } from "yaml";
 import { ensureBinaries, type Binaries } from "./binaries.js";
 import { KUBERNETES_SERVICE_IP, nodeLayout, POD_GATEWAY, SERVICE_SUBNET } from "./node-layout.js";
 import { ensurePodBridge } from "./pod-network.js";
+import { GATE_USER } from "./gate.js";
 import { cacheDir } from "./paths.js";
 import { realNodeMissing } from "./node-prereqs.js";
 import { keepLogs, realNodeUnavailable, startRealNode, stopRealNode, type RealNode } from "./real-node.js";
@@ -34,6 +35,26 @@ const NODES = 2;
 const kwokWorkdir = join(cacheDir, "kwok");
 const kubeconfigPath = join(cacheDir, `kubeconfig-${CLUSTER_NAME}.yaml`);
 const kwokctlConfigPath = join(cacheDir, `kwokctl-${CLUSTER_NAME}.yaml`);
+const auditPolicyPath = join(cacheDir, `audit-policy-${CLUSTER_NAME}.yaml`);
+
+/**
+ * The apiserver's audit log records every write the gate's ServiceAccount makes (who,
+ * with which token, when, with what answer) and nothing else: the failover tests read it
+ * to show that a deposed replica wrote nothing after its successor acted.
+ */
+const AUDIT_POLICY = stringify({
+  apiVersion: "audit.k8s.io/v1",
+  kind: "Policy",
+  omitStages: ["RequestReceived"],
+  rules: [
+    { level: "Metadata", users: [GATE_USER], verbs: ["create", "update", "patch", "delete", "deletecollection"] },
+    { level: "None" },
+  ],
+});
+
+const clusterDir = join(kwokWorkdir, "clusters", CLUSTER_NAME);
+/** The local cluster's audit log (see AUDIT_POLICY). */
+export const auditLogPath = join(clusterDir, "logs", "audit.log");
 
 function kwokEnv(binaries: Binaries): NodeJS.ProcessEnv {
   // kwokctl would otherwise download kubectl for some subcommands; nothing may be downloaded here.
@@ -156,6 +177,11 @@ async function reusable(binaries: Binaries, withRealNode: boolean): Promise<bool
     process.stderr.write(`[cluster] replacing the local cluster "${CLUSTER_NAME}": it was made ${withRealNode ? "without" : "with"} a real node\n`);
     return false;
   }
+  // kwokctl keeps its copy of the audit policy here; a cluster made before there was one has none.
+  if (!existsSync(join(clusterDir, "audit.yaml"))) {
+    process.stderr.write(`[cluster] replacing the local cluster "${CLUSTER_NAME}": it was made without the audit log\n`);
+    return false;
+  }
   return true;
 }
 
@@ -164,6 +190,7 @@ async function createLocalCluster(binaries: Binaries, withRealNode: boolean): Pr
   // The apiserver advertises the bridge's address: have it before the apiserver starts.
   if (withRealNode) await ensurePodBridge();
   await writeFile(kwokctlConfigPath, kwokctlConfig(withRealNode));
+  await writeFile(auditPolicyPath, AUDIT_POLICY);
   await run(binaries.kwokctl, [
     "--config", kwokctlConfigPath,
     "--name", CLUSTER_NAME, "create", "cluster",
@@ -173,6 +200,7 @@ async function createLocalCluster(binaries: Binaries, withRealNode: boolean): Pr
     "--kube-controller-manager-binary", binaries["kube-controller-manager"],
     "--kube-scheduler-binary", binaries["kube-scheduler"],
     "--kwok-controller-binary", binaries.kwok,
+    "--kube-audit-policy", auditPolicyPath,
     // Leave the user's ~/.kube/config alone; callers get our own kubeconfig file.
     "--kubeconfig", "",
     "--wait", "2m",
@@ -219,12 +247,12 @@ async function scaleKwokNodes(binaries: Binaries): Promise<void> {
 
 /** The local cluster's directory: kwokctl's files for it, which its processes name on their command lines. */
 export function localClusterDir(): string {
-  return join(kwokWorkdir, "clusters", CLUSTER_NAME);
+  return clusterDir;
 }
 
 /** The cluster's CA certificate, as kwokctl wrote it. */
 function clusterCA(): string {
-  return join(localClusterDir(), "pki", "ca.crt");
+  return join(clusterDir, "pki", "ca.crt");
 }
 
 /**

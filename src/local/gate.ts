@@ -33,6 +33,21 @@ export async function prepareLocalGate(cluster: Cluster, kc: k8s.KubeConfig): Pr
   await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "crds.yaml")]);
   await cluster.kubectl(["wait", "--for=condition=Established", "crd/migrationwindows.schema-gate.dev", "--timeout=60s"]);
   await cluster.kubectl(["apply", "-f", join(projectRoot, "manifests", "base", "rbac.yaml")]);
+  const dir = await mkdtemp(join(tmpdir(), "schema-gate-gate-"));
+  const kubeconfigPath = await gateKubeconfig(kc, dir, "kubeconfig.yaml");
+  const cert = await makeLoopbackCert(join(dir, "tls"));
+  const port = await freePort();
+  await registerWebhooks(cluster, cert, port);
+  return { kubeconfig: kubeconfigPath, cert, port };
+}
+
+/**
+ * Writes a kubeconfig with a fresh token of the gate's ServiceAccount into `dir`. Each
+ * token has its own id, which the apiserver's audit log shows with every request
+ * (`user.extra["authentication.kubernetes.io/credential-id"]`): replicas with tokens
+ * of their own are told apart there, as pods with their own projected tokens are.
+ */
+export async function gateKubeconfig(kc: k8s.KubeConfig, dir: string, file: string): Promise<string> {
   const token = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
     name: GATE_SA,
     namespace: GATE_NAMESPACE,
@@ -46,13 +61,9 @@ export async function prepareLocalGate(cluster: Cluster, kc: k8s.KubeConfig): Pr
     contexts: [{ name: "gate", cluster: server.name, user: GATE_SA }],
     currentContext: "gate",
   });
-  const dir = await mkdtemp(join(tmpdir(), "schema-gate-gate-"));
-  const kubeconfigPath = join(dir, "kubeconfig.yaml");
-  await writeFile(kubeconfigPath, kubeconfig.exportConfig(), { mode: 0o600 });
-  const cert = await makeLoopbackCert(join(dir, "tls"));
-  const port = await freePort();
-  await registerWebhooks(cluster, cert, port);
-  return { kubeconfig: kubeconfigPath, cert, port };
+  const path = join(dir, file);
+  await writeFile(path, kubeconfig.exportConfig(), { mode: 0o600 });
+  return path;
 }
 
 /**
@@ -91,19 +102,29 @@ export const GATE_IMAGE_ENV = "SCHEMA_GATE_GATE_IMAGE";
 /** Marks gate containers, so that a run cut short can find and remove what it left. */
 export const LOCAL_GATE_LABEL = "schema-gate.dev/local-gate=true";
 
+/** How one replica differs from the prepared identity (a second replica beside the first). */
+export interface GateReplicaOptions {
+  /** Its own kubeconfig (see gateKubeconfig), in the identity's directory. */
+  kubeconfig?: string;
+  /** Its own port; the webhooks are registered at the identity's. */
+  port?: number;
+  /** Added to its environment (e.g. HOSTNAME, which names it in the Lease). */
+  env?: Record<string, string>;
+}
+
 /** Starts `schema-gate serve` as its own process with the prepared identity. */
-export function spawnGate(id: LocalGateIdentity, extraArgs: string[]): ChildProcess {
+export function spawnGate(id: LocalGateIdentity, extraArgs: string[], replica: GateReplicaOptions = {}): ChildProcess {
   const args = [
     "serve",
-    "--kubeconfig", id.kubeconfig, "--host", "127.0.0.1", "--port", String(id.port),
+    "--kubeconfig", replica.kubeconfig ?? id.kubeconfig, "--host", "127.0.0.1", "--port", String(replica.port ?? id.port),
     "--tls-cert-file", join(id.cert.dir, "tls.crt"), "--tls-key-file", join(id.cert.dir, "tls.key"),
     "--namespace", GATE_NAMESPACE, "--service-account", GATE_SA, ...extraArgs,
   ];
   const image = process.env[GATE_IMAGE_ENV];
-  if (image) return spawnGateContainer(image, id, args);
+  if (image) return spawnGateContainer(image, id, args, replica.env ?? {});
   return spawn(process.execPath, [join(projectRoot, "bin", "schema-gate.js"), ...args], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, KUBECONFIG: "" },
+    env: { ...process.env, KUBECONFIG: "", ...replica.env },
   });
 }
 
@@ -114,7 +135,7 @@ export function spawnGate(id: LocalGateIdentity, extraArgs: string[]): ChildProc
  * The identity's files are mounted read-only at the same paths and owned by that user.
  * kill() stops the container, not only the `docker run` client.
  */
-function spawnGateContainer(image: string, id: LocalGateIdentity, args: string[]): ChildProcess {
+function spawnGateContainer(image: string, id: LocalGateIdentity, args: string[], env: Record<string, string>): ChildProcess {
   const { uid, gid } = deploymentUser();
   const dir = dirname(id.kubeconfig);
   chownTree(dir, uid, gid);
@@ -124,7 +145,7 @@ function spawnGateContainer(image: string, id: LocalGateIdentity, args: string[]
     [
       "run", "--rm", "--name", name, "--label", LOCAL_GATE_LABEL, "--network", "host", "--user", `${uid}:${gid}`,
       "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-      "--volume", `${dir}:${dir}:ro`, image, ...args,
+      "--volume", `${dir}:${dir}:ro`, ...Object.entries(env).flatMap(([k, v]) => ["--env", `${k}=${v}`]), image, ...args,
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );

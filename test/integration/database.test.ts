@@ -97,6 +97,19 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await client.end();
   });
 
+  it("stops after the committed file when onFile throws (a replica deposed meanwhile), and releases its lock", async function () {
+    const client = await openSession(target);
+    const files = migrationFiles({ "001_a.sql": "ALTER TABLE items ADD COLUMN a int;", "002_b.sql": "ALTER TABLE items ADD COLUMN b int;" });
+    const deposed = new Error("lost the Lease");
+    await assert.rejects(new SqlRunner(client, "shop-db").apply(files, "2", () => { throw deposed; }), (error) => error === deposed);
+    const { rows } = await client.query("SELECT file FROM schema_gate_history ORDER BY file");
+    assert.deepEqual(rows, [{ file: "001_a.sql" }]);
+    // The successor, on another session, is not kept waiting by the advisory lock.
+    const successor = await openSession(target);
+    assert.deepEqual(await new SqlRunner(successor, "shop-db").apply(files, "2"), ["002_b.sql"]);
+    await Promise.all([client.end(), successor.end()]);
+  });
+
   it("refuses an applied file that was edited", async function () {
     const client = await openSession(target);
     const runner = new SqlRunner(client, "shop-db");

@@ -17,6 +17,8 @@ import {
   windowEnded,
   windowRecord,
   windowSettled,
+  history,
+  ledger,
 } from "../support/shop.js";
 
 export const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
@@ -30,16 +32,6 @@ async function columns(url: string): Promise<string[]> {
   try {
     const { rows } = await client.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position");
     return rows.map((r) => r.column_name as string);
-  } finally {
-    await client.end();
-  }
-}
-
-async function history(url: string): Promise<Array<{ file: string; version: string }>> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query("SELECT file, version FROM schema_gate_history ORDER BY file")).rows;
   } finally {
     await client.end();
   }
@@ -337,33 +329,6 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       await waitForWebhooks(env, ns);
       await shopDatabase(env, ns);
     });
-
-    /** A Deployment whose migration is a command run as a Job from its new image. */
-    const ledger = (version: string, nodeSelector?: Record<string, string>) =>
-      JSON.stringify({
-        apiVersion: "apps/v1",
-        kind: "Deployment",
-        metadata: {
-          name: `ledger-${version}`,
-          annotations: {
-            [A.database]: "shop-db",
-            [A.schemaVersion]: version,
-            [A.databaseSecret]: "shop-db",
-            [A.migrationCommand]: JSON.stringify(["./ledger", "migrate", "--to", version]),
-          },
-        },
-        spec: {
-          replicas: 2,
-          selector: { matchLabels: { app: `ledger-${version}` } },
-          template: {
-            metadata: { labels: { app: `ledger-${version}` } },
-            spec: {
-              ...(nodeSelector ? { nodeSelector } : {}),
-              containers: [{ name: "ledger", image: `registry.example/ledger:${version}`, env: [{ name: "MODE", value: "web" }] }],
-            },
-          },
-        },
-      });
 
     it("runs the command once in a Job made from the new pod template, then restores the group", async function () {
       await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], ledger("1"));

@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { gateGet, prepareLocalGate, spawnGate, unregisterWebhooks, type LocalGateIdentity } from "../../src/local/gate.js";
+import { gateGet, prepareLocalGate, spawnGate, unregisterWebhooks, type GateReplicaOptions, type LocalGateIdentity } from "../../src/local/gate.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { apiErrorMessage, onTeardown, type TestEnv } from "./env.js";
 
@@ -28,10 +28,14 @@ export interface GateProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `schema-gate serve` as a separate process, as the gate's ServiceAccount, and waits until ready. */
-export async function startGate(env: TestEnv, extraArgs: string[] = []): Promise<GateProcess> {
-  const id = await gateIdentity(env);
-  const child = spawnGate(id, extraArgs);
+/**
+ * Starts `schema-gate serve` as a separate process, as the gate's ServiceAccount, and waits
+ * until ready. `replica` makes it a second replica (its own port, token, environment).
+ */
+export async function startGate(env: TestEnv, extraArgs: string[] = [], replica: GateReplicaOptions = {}): Promise<GateProcess> {
+  const id = { ...(await gateIdentity(env)) };
+  if (replica.port !== undefined) id.port = replica.port;
+  const child = spawnGate(id, extraArgs, replica);
   const logs: string[] = [];
   let pending = "";
   child.stdout!.on("data", (chunk: Buffer) => {

@@ -4,8 +4,10 @@ import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import YAML from "yaml";
+import { A } from "../../src/core/annotations.js";
 import type { DatabaseTarget } from "../../src/core/database-secret.js";
-import type { WindowState } from "../../src/core/window.js";
+import type { Step, WindowState } from "../../src/core/window.js";
+import { WINDOW_API } from "../../src/core/window-record.js";
 import { WindowStore } from "../../src/controller/window-store.js";
 import { projectRoot } from "../../src/local/paths.js";
 import { pollUntil } from "../../src/util/wait.js";
@@ -107,3 +109,66 @@ export async function shopReady(env: TestEnv, namespace: string, replicas: Recor
 /** The shop services' database sessions (see src/local/app-sessions.ts). */
 export const appSessions = (url: string, names: readonly string[] = Object.keys(SHOP_SERVICES)): Promise<pg.Client[]> =>
   openAppSessions(url, names);
+
+/** A Deployment `ledger-<version>` of group shop-db whose migration is a command run as a Job from its new image. */
+export const ledger = (version: string, nodeSelector?: Record<string, string>) =>
+  JSON.stringify({
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      name: `ledger-${version}`,
+      annotations: {
+        [A.database]: GROUP,
+        [A.schemaVersion]: version,
+        [A.databaseSecret]: "shop-db",
+        [A.migrationCommand]: JSON.stringify(["./ledger", "migrate", "--to", version]),
+      },
+    },
+    spec: {
+      replicas: 2,
+      selector: { matchLabels: { app: `ledger-${version}` } },
+      template: {
+        metadata: { labels: { app: `ledger-${version}` } },
+        spec: {
+          ...(nodeSelector ? { nodeSelector } : {}),
+          containers: [{ name: "ledger", image: `registry.example/ledger:${version}`, env: [{ name: "MODE", value: "web" }] }],
+        },
+      },
+    },
+  });
+
+/** The gate's history table: each applied file with the version that brought it. */
+export async function history(url: string): Promise<Array<{ file: string; version: string }>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query("SELECT file, version FROM schema_gate_history ORDER BY file")).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Resolves once the group's record is at `step` of the window to `version` (a watch sees every write). */
+export function windowEntersStep(env: TestEnv, namespace: string, version: string, step: Step): { entered: Promise<void>; cancel(): void } {
+  let controller: AbortController | undefined;
+  let cancelled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const entered = new Promise<void>((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`the window to ${version} did not enter step ${step} within 60 s`)), 60_000);
+    const path = `/apis/${WINDOW_API.group}/${WINDOW_API.version}/namespaces/${namespace}/${WINDOW_API.plural}`;
+    void new k8s.Watch(env.kc).watch(path, {}, (_type, object: { status?: { window?: WindowState } }) => {
+      const state = object.status?.window;
+      if (state?.version !== version || state.step !== step) return;
+      clearTimeout(timer);
+      resolve();
+      controller?.abort();
+    }, (error) => {
+      if (error && !cancelled) reject(error);
+    }).then((c) => {
+      controller = c;
+      if (cancelled) c.abort();
+    }, reject);
+  });
+  entered.catch(() => undefined); // awaited by the caller; a cancelled watch is not a failure
+  return { entered, cancel: () => { cancelled = true; clearTimeout(timer); controller?.abort(); } };
+}

@@ -66,6 +66,8 @@ export class FakeWorld {
   annotated = false;
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
+  /** Called as each SQL file commits (e.g. to depose this replica meanwhile). */
+  afterFile: ((file: string) => void) | undefined;
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -210,10 +212,16 @@ export class FakeWorld {
           world.write();
           return [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }];
         },
-        applySql: async (_t, _g, files, version) => {
-          world.write();
-          const ran = files.filter((f) => !world.applied.has(f.name)).map((f) => f.name);
-          for (const name of ran) world.applied.set(name, (world.applied.get(name) ?? 0) + 1);
+        // As the SQL runner: file by file, each committed before onFile hears of it.
+        applySql: async (_t, _g, files, version, options) => {
+          const ran: string[] = [];
+          for (const { name } of files.filter((f) => !world.applied.has(f.name))) {
+            world.write();
+            world.applied.set(name, (world.applied.get(name) ?? 0) + 1);
+            ran.push(name);
+            world.afterFile?.(name);
+            options.onFile?.(name, 1);
+          }
           world.versions.add(version);
           return ran;
         },

@@ -9,6 +9,15 @@ class FakeLease {
   version = 0;
   /** While set, every call hangs (a partitioned apiserver). */
   hang = false;
+  /**
+   * While set, the next replace takes effect at once but its answer waits for the returned
+   * release (a replica frozen, SIGSTOP, with the reply in its socket).
+   */
+  private holdNextReplace: ((release: () => void) => void) | undefined;
+
+  holdReplaceAnswer(): Promise<() => void> {
+    return new Promise((resolve) => (this.holdNextReplace = resolve));
+  }
 
   api(): LeaseApi {
     const gate = <T>(work: () => T): Promise<T> => (this.hang ? new Promise<T>(() => undefined) : Promise.resolve().then(work));
@@ -23,6 +32,10 @@ class FakeLease {
         if (resourceVersion !== String(this.version)) throw Object.assign(new Error("conflict"), { code: 409 });
         this.record = structuredClone(record);
         this.version++;
+      }).then(() => {
+        const hold = this.holdNextReplace;
+        this.holdNextReplace = undefined;
+        return hold ? new Promise<void>((resolve) => hold(resolve)) : undefined;
       }),
     };
   }
@@ -118,6 +131,28 @@ describe("leader election", () => {
     void a.elector.tick();
     assert.equal(a.seen.lost, 1);
     assert.ok(timing.renewDeadlineMs < timing.leaseMs, "so it stops before anyone else may take over");
+  });
+
+  it("does not lead again on a renewal answered after the renew deadline (a replica frozen past its lease, then resumed)", async () => {
+    const lease = new FakeLease();
+    const world = { now: 0 };
+    const a = replica(lease, world, "a");
+    const b = replica(lease, world, "b");
+    await a.elector.tick();
+    await b.elector.tick();
+    // a renews; the apiserver takes it, and a is frozen before it reads the answer.
+    world.now += timing.retryMs;
+    const held = lease.holdReplaceAnswer();
+    const renewing = a.elector.tick();
+    const release = await held;
+    await run(world, timing.leaseMs + 2 * timing.retryMs, b.elector);
+    assert.equal(b.elector.isLeader(), true, "b took over");
+    // a wakes: its timer fires first (it notices the overdue renew), then the old answer arrives.
+    await a.elector.tick();
+    release();
+    await renewing;
+    assert.equal(a.elector.isLeader(), false, "a renewal sent a lease duration ago does not make a leader");
+    assert.deepEqual(a.seen, { acquired: 1, lost: 1 });
   });
 
   it("resumes on every acquisition: a replica that loses the Lease and wins it back is told again", async () => {
