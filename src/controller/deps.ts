@@ -3,7 +3,8 @@ import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import type { MigrationFile } from "../core/migrations.js";
 import type { Runner } from "../core/member-spec.js";
-import type { SessionRecord, WindowState } from "../core/window.js";
+import type { WindowState } from "../core/window.js";
+import type { Terminated } from "../db/window-database.js";
 import { LostLeadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
@@ -54,7 +55,10 @@ export interface WindowDatabase {
   sqlFiles(namespace: string, configMap: string): Promise<MigrationFile[]>;
   /** Records `version` and returns true when every file is applied already. */
   recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
-  terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]>;
+  /** Terminates the database's other sessions; with the pooler's console, PAUSEs the pooler first. */
+  terminateOthers(target: DatabaseTarget): Promise<Terminated>;
+  /** RESUMEs the pooler the Secret names (nothing without one); a pooler not paused counts as resumed. */
+  resumePooler(target: DatabaseTarget): Promise<void>;
   /** Applies the pending files under the migration session's timeouts; returns the names applied. */
   applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<string[]>;
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
@@ -128,6 +132,7 @@ export function fence(deps: WindowDeps): WindowDeps {
       versionRecorded: database.versionRecorded.bind(database),
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
+      resumePooler: guard(database.resumePooler.bind(database)),
       applySql: guard(database.applySql.bind(database)),
     },
     jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },

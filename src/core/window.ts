@@ -62,6 +62,11 @@ export interface WindowState {
   rollbackReason?: string;
   maintenanceOwned?: boolean;
   sessions?: SessionRecord[];
+  /**
+   * Set before the gate PAUSEs the pooler (terminate) and cleared once it RESUMEd it: while
+   * set and the window is past the pause (poolerStaysPaused), a pass does nothing but resume.
+   */
+  poolerPaused?: boolean;
   /** When the first member was scaled to zero, and when the migration committed. */
   quiescedAt?: string;
   committedAt?: string;

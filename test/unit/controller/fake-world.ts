@@ -3,8 +3,11 @@ import { pino } from "pino";
 import { A } from "../../../src/core/annotations.js";
 import type { MergePatch } from "../../../src/core/member-patches.js";
 import type { MigrationFile } from "../../../src/core/migrations.js";
-import { migrationJobName, type WindowState } from "../../../src/core/window.js";
+import { migrationJobName, type Step, type WindowState } from "../../../src/core/window.js";
 import type { Group, JobState, WindowDeps } from "../../../src/controller/deps.js";
+import type { GroupMemory } from "../../../src/controller/pass.js";
+import { reconcileGroup } from "../../../src/controller/reconcile.js";
+import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { createMetrics } from "../../../src/metrics.js";
 
@@ -41,6 +44,8 @@ export interface WorldOptions {
   members?: string[];
   /** A member's own target version, where it is not "2". */
   versions?: Record<string, string>;
+  /** The Secret names a PgBouncer console. */
+  pooler?: boolean;
 }
 
 export class FakeWorld {
@@ -66,6 +71,8 @@ export class FakeWorld {
   annotated = false;
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
+  /** The pooler: paused or not, what was seen paused, and how many RESUMEs still fail. */
+  pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0 };
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -155,7 +162,10 @@ export class FakeWorld {
       namespace: NAMESPACE, name: GROUP,
       deployments: [...this.deployments.values()].map((s) => this.view(s)).sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!)),
     });
-    const target = { host: "db", port: 5432, user: "gate", password: "x", database: "shop" };
+    const target = {
+      host: "db", port: 5432, user: "gate", password: "x", database: "shop",
+      ...(this.options.pooler ? { pooler: { consoles: [{ host: "pooler", port: 6432, user: "admin", password: "x", database: "pgbouncer" }], database: "shop" } } : {}),
+    };
     return {
       records: {
         read: async () => structuredClone(world.record),
@@ -208,10 +218,20 @@ export class FakeWorld {
         },
         terminateOthers: async () => {
           world.write();
-          return [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }];
+          if (world.options.pooler) world.pooler.paused = true;
+          return {
+            sessions: [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }],
+            ...(world.options.pooler ? { paused: { database: "shop", waitedMs: 12, drained: true } } : {}),
+          };
+        },
+        resumePooler: async () => {
+          world.write();
+          if (world.pooler.failingResumes > 0 && world.pooler.failingResumes--) throw new Error("connect ECONNREFUSED pooler:6432");
+          world.pooler.paused = false;
         },
         applySql: async (_t, _g, files, version) => {
           world.write();
+          world.pooler.duringMigration.push(world.pooler.paused);
           const ran = files.filter((f) => !world.applied.has(f.name)).map((f) => f.name);
           for (const name of ran) world.applied.set(name, (world.applied.get(name) ?? 0) + 1);
           world.versions.add(version);
@@ -222,6 +242,7 @@ export class FakeWorld {
       jobs: {
         ensure: async (_owner, state) => {
           world.write();
+          world.pooler.atJobStart.push(world.pooler.paused);
           const name = migrationJobName(state);
           if (!world.jobs.has(name)) world.jobs.set(name, { polls: 0, outcome: world.jobOutcome });
           return name;
@@ -267,4 +288,20 @@ export class FakeWorld {
       readinessTimeoutMs: 60_000,
     };
   }
+}
+
+/** Runs passes as the controller's loop would, the clock jumping to each requeue, until one asks for nothing more. */
+export async function drive(world: FakeWorld, deps: WindowDeps, steps: Record<Step, StepBody> = STEP_BODIES, memory: GroupMemory = {}): Promise<"settled" | "lost"> {
+  for (let pass = 0; pass < 500; pass++) {
+    let requeue: number | undefined;
+    try {
+      ({ requeueAfterMs: requeue } = await reconcileGroup(deps, NAMESPACE, GROUP, memory, steps));
+    } catch (error) {
+      if (error instanceof LostLeadership) return "lost";
+      throw error;
+    }
+    if (requeue === undefined) return "settled";
+    world.now += requeue;
+  }
+  throw new Error(`the window did not settle; record at step ${world.record.state?.step}`);
 }

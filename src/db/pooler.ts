@@ -1,0 +1,83 @@
+import type pg from "pg";
+import type { DatabaseTarget, PoolerTarget } from "../core/database-secret.js";
+import { StepFailure } from "../core/window.js";
+import { openSession } from "./connect.js";
+import { isConnectionError } from "./errors.js";
+
+/** A PAUSE under way on every console of a pooler. */
+export interface PoolerPause {
+  /** True once every console answered the PAUSE (no server connection left) within `ms`, false if not yet. */
+  drained(ms: number): Promise<boolean>;
+  /** Waits at most `ms` more for every PAUSE to complete; throws if one did not. */
+  done(ms: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const address = (c: DatabaseTarget) => `${c.host}:${c.port}`;
+
+/** A console's refusal (unknown database, not an admin user) is the user's to fix; a lost connection is retried. */
+function consoleError(console: DatabaseTarget, command: string, error: unknown): unknown {
+  if (isConnectionError(error)) return error;
+  return new StepFailure(`PgBouncer at ${address(console)} refused \`${command}\`: ${(error as Error).message}; check the Secret's pgbouncer-admin-url (a user in the pooler's admin_users) and pgbouncer-database`);
+}
+
+const within = <T>(promise: Promise<T>, ms: number): Promise<T | "late"> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve("late"), ms);
+    promise.then((value) => { clearTimeout(timer); resolve(value); }, (error) => { clearTimeout(timer); reject(error); });
+  });
+
+/**
+ * Sends `PAUSE <database>` to every console. PgBouncer at once makes new client queries of
+ * that database wait, then closes each server connection as it is released: at the end of
+ * its transaction (transaction pooling) or when its client disconnects (session pooling),
+ * and only then answers. A PAUSE of a database already paused is answered the same way.
+ */
+export async function pausePooler(pooler: PoolerTarget): Promise<PoolerPause> {
+  const command = `PAUSE ${quoteName(pooler.database)}`;
+  const sessions: pg.Client[] = [];
+  const closeAll = () => Promise.all(sessions.map((s) => s.end().catch(() => undefined))).then(() => undefined);
+  try {
+    for (const console of pooler.consoles) sessions.push(await openSession(console, { applicationName: "schema-gate" }));
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  const answered = Promise.all(sessions.map((s, i) => s.query(command).catch((error) => Promise.reject(consoleError(pooler.consoles[i]!, command, error)))));
+  answered.catch(() => undefined); // awaited through drained/done
+  return {
+    drained: async (ms) => (await within(answered, ms)) !== "late",
+    done: async (ms) => {
+      if ((await within(answered, ms)) === "late") {
+        throw new Error(`PgBouncer did not complete \`${command}\` within ${ms} ms after the database's other sessions were terminated`);
+      }
+    },
+    close: closeAll,
+  };
+}
+
+/** `RESUME <database>` on every console; a console where it is not paused (resumed by hand, restarted) counts as resumed. */
+export async function resumePooler(pooler: PoolerTarget): Promise<void> {
+  const command = `RESUME ${quoteName(pooler.database)}`;
+  const failures: string[] = [];
+  for (const console of pooler.consoles) {
+    try {
+      const session = await openSession(console, { applicationName: "schema-gate", connectTimeoutMs: 5000 });
+      try {
+        await session.query(command);
+      } finally {
+        await session.end().catch(() => undefined);
+      }
+    } catch (error) {
+      if (/is not paused/.test((error as Error).message)) continue;
+      failures.push(`${address(console)}: ${(error as Error).message}`);
+    }
+  }
+  if (failures.length > 0) throw new Error(`could not \`${command}\` on ${failures.join("; ")}`);
+}
+
+/** The admin console takes a database name as a bare word; a name it cannot take that way is refused up front. */
+function quoteName(name: string): string {
+  if (!/^\w+$/.test(name)) throw new StepFailure(`pgbouncer-database "${name}" cannot be sent to PgBouncer's console; use the pooler's name for the database (letters, digits and _)`);
+  return name;
+}
