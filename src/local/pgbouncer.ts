@@ -20,6 +20,8 @@ export interface PgbouncerServer {
   adminUrl: string;
   /** A URL through the pooler to `database` as `user` (default: the server's superuser). */
   url(database: string, user?: { name: string; password: string }): string;
+  /** The last lines of its log, for a failing test's message. */
+  logTail(lines?: number): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ export async function startPgbouncer(server: PostgresServer, options: PgbouncerO
     adminUrl,
     url: (database, user = { name: server.user, password: server.password }) =>
       `postgres://${encodeURIComponent(user.name)}:${encodeURIComponent(user.password)}@${host}:${port}/${database}`,
+    logTail: async (lines = 40) => (await readFile(join(dir, "pgbouncer.log"), "utf8").catch(() => "")).split("\n").slice(-lines).join("\n"),
     stop,
   };
 }
