@@ -57,6 +57,8 @@ export interface WindowDatabase {
   recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
   /** Terminates the database's other sessions; with the pooler's console, PAUSEs the pooler first. */
   terminateOthers(target: DatabaseTarget): Promise<Terminated>;
+  /** Checks that the pooler's consoles accept the gate's login; a refusal is a StepFailure. */
+  checkPooler(target: DatabaseTarget): Promise<void>;
   /** RESUMEs the pooler the Secret names (nothing without one); a pooler not paused counts as resumed. */
   resumePooler(target: DatabaseTarget): Promise<void>;
   /** Applies the pending files under the migration session's timeouts; returns the names applied. */
@@ -130,6 +132,7 @@ export function fence(deps: WindowDeps): WindowDeps {
       target: database.target.bind(database),
       sqlFiles: database.sqlFiles.bind(database),
       versionRecorded: database.versionRecorded.bind(database),
+      checkPooler: database.checkPooler.bind(database),
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
       resumePooler: guard(database.resumePooler.bind(database)),

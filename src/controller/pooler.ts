@@ -29,7 +29,7 @@ export async function resumeThePooler(deps: WindowDeps, group: Group, state: Win
   } catch (error) {
     if (error instanceof LostLeadership) throw error;
     await warnOnce(deps, group, memory, "PoolerNotResumed",
-      `${where}: PgBouncer database ${target.pooler.database} is still PAUSED (${(error as Error).message}); client queries wait in the pooler until it is resumed. ` +
+      `${where}: could not resume PgBouncer database ${target.pooler.database} (${(error as Error).message}), so it may still be PAUSED: client queries wait in the pooler until it is resumed. ` +
       `The gate tries again every ${RETRY_MS / 1000}s and holds the window meanwhile; to resume by hand run: ${poolerResumeCommand(target.pooler)}`);
     return { requeueAfterMs: RETRY_MS };
   }

@@ -78,8 +78,12 @@ export function groupDatabase({ deps, group, state }: StepContext): Promise<Data
 async function terminate(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const target = await groupDatabase(context);
-  // Recorded before the PAUSE: a gate killed right after it still knows to resume.
-  if (target.pooler && !state.poolerPaused) return { kind: "record", outcome: { poolerPaused: true } };
+  // Recorded before the PAUSE (a gate killed right after it still knows to resume), once the
+  // consoles took the gate's login: a refused one fails the window with nothing paused.
+  if (target.pooler && !state.poolerPaused) {
+    await deps.database.checkPooler(target);
+    return { kind: "record", outcome: { poolerPaused: true } };
+  }
   const { sessions, paused } = await deps.database.terminateOthers(target);
   if (paused) {
     await deps.narrate(group.deployments, "Normal", "PoolerPaused",

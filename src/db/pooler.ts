@@ -21,6 +21,26 @@ function consoleError(console: DatabaseTarget, command: string, error: unknown):
   return new StepFailure(`PgBouncer at ${address(console)} refused \`${command}\`: ${(error as Error).message}; check the Secret's pgbouncer-admin-url (a user in the pooler's admin_users) and pgbouncer-database`);
 }
 
+/**
+ * A session on a console. PgBouncer answers a refused login (a user not in admin_users or
+ * stats_users, a wrong password) with SQLSTATE 08P01, which would otherwise read as the
+ * network failing and be retried until the deadline.
+ */
+async function openConsole(console: DatabaseTarget): Promise<pg.Client> {
+  try {
+    return await openSession(console, { applicationName: "schema-gate", connectTimeoutMs: 5000 });
+  } catch (error) {
+    if (!/not allowed|authentication failed|no such user/i.test((error as Error).message)) throw error;
+    throw new StepFailure(`PgBouncer at ${address(console)} refused the console login as ${console.user}: ${(error as Error).message}; ` +
+      "the Secret's pgbouncer-admin-url must name a user in the pooler's admin_users, with its password in the pooler's auth_file");
+  }
+}
+
+/** Checks that every console accepts the gate's login, before the window records a pause it could not make. */
+export async function checkPooler(pooler: PoolerTarget): Promise<void> {
+  for (const console of pooler.consoles) await (await openConsole(console)).end().catch(() => undefined);
+}
+
 const within = <T>(promise: Promise<T>, ms: number): Promise<T | "late"> =>
   new Promise((resolve, reject) => {
     const timer = setTimeout(() => resolve("late"), ms);
@@ -38,7 +58,7 @@ export async function pausePooler(pooler: PoolerTarget): Promise<PoolerPause> {
   const sessions: pg.Client[] = [];
   const closeAll = () => Promise.all(sessions.map((s) => s.end().catch(() => undefined))).then(() => undefined);
   try {
-    for (const console of pooler.consoles) sessions.push(await openSession(console, { applicationName: "schema-gate" }));
+    for (const console of pooler.consoles) sessions.push(await openConsole(console));
   } catch (error) {
     await closeAll();
     throw error;
@@ -62,7 +82,7 @@ export async function resumePooler(pooler: PoolerTarget): Promise<void> {
   const failures: string[] = [];
   for (const console of pooler.consoles) {
     try {
-      const session = await openSession(console, { applicationName: "schema-gate", connectTimeoutMs: 5000 });
+      const session = await openConsole(console);
       try {
         await session.query(command);
       } finally {

@@ -3,7 +3,7 @@ import type { MigrationFile } from "../core/migrations.js";
 import type { SessionRecord } from "../core/window.js";
 import { withSession } from "./connect.js";
 import { migrationFailure } from "./errors.js";
-import { pausePooler, resumePooler } from "./pooler.js";
+import { checkPooler, pausePooler, resumePooler } from "./pooler.js";
 import { terminateOtherSessions } from "./sessions.js";
 import { runnableFiles, SqlRunner } from "./sql-runner.js";
 
@@ -69,6 +69,11 @@ export const windowSql = {
     } catch (error) {
       throw migrationFailure(error);
     }
+  },
+
+  /** Checks that the pooler's consoles accept the gate's login (nothing without a pooler). */
+  async checkPooler(target: DatabaseTarget): Promise<void> {
+    if (target.pooler) await checkPooler(target.pooler);
   },
 
   /** RESUMEs the pooler's database on every console (resumed already counts as done). */

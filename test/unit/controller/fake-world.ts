@@ -3,7 +3,7 @@ import { pino } from "pino";
 import { A } from "../../../src/core/annotations.js";
 import type { MergePatch } from "../../../src/core/member-patches.js";
 import type { MigrationFile } from "../../../src/core/migrations.js";
-import { migrationJobName, type Step, type WindowState } from "../../../src/core/window.js";
+import { migrationJobName, StepFailure, type Step, type WindowState } from "../../../src/core/window.js";
 import type { Group, JobState, WindowDeps } from "../../../src/controller/deps.js";
 import type { GroupMemory } from "../../../src/controller/pass.js";
 import { reconcileGroup } from "../../../src/controller/reconcile.js";
@@ -72,7 +72,7 @@ export class FakeWorld {
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
   /** The pooler: paused or not, what was seen paused, and how many RESUMEs still fail. */
-  pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0 };
+  pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0, refusesLogin: false };
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -223,6 +223,9 @@ export class FakeWorld {
             sessions: [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }],
             ...(world.options.pooler ? { paused: { database: "shop", waitedMs: 12, drained: true } } : {}),
           };
+        },
+        checkPooler: async () => {
+          if (world.pooler.refusesLogin) throw new StepFailure("PgBouncer at pooler:6432 refused the console login as admin: not allowed");
         },
         resumePooler: async () => {
           world.write();

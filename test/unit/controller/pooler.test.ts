@@ -67,8 +67,18 @@ describe("the window controller with a PgBouncer console in the Secret, driven w
     const warnings = world.events.filter((e) => e.reason === "PoolerNotResumed");
     assert.equal(warnings.length, 1);
     assert.equal(warnings[0]!.type, "Warning");
-    assert.match(warnings[0]!.message, /PgBouncer database shop is still PAUSED \(connect ECONNREFUSED pooler:6432\); client queries wait in the pooler/);
+    assert.match(warnings[0]!.message, /could not resume PgBouncer database shop \(connect ECONNREFUSED pooler:6432\), so it may still be PAUSED: client queries wait in the pooler/);
     assert.match(warnings[0]!.message, /to resume by hand run: psql "postgres:\/\/admin@pooler:6432\/pgbouncer" -c "RESUME shop"/);
+  });
+
+  it("fails the window once, with nothing recorded paused, when the console refuses the gate's login", async () => {
+    const world = new FakeWorld({ applied: "1", pooler: true });
+    world.pooler.refusesLogin = true;
+    assert.equal(await drive(world, world.deps()), "settled");
+    assert.equal(world.record.state!.failure?.step, "terminate");
+    assert.match(world.record.state!.failure!.message, /refused the console login/);
+    assert.equal(world.record.state!.poolerPaused, undefined);
+    assert.deepEqual(reasons(world).filter((r) => r.startsWith("Pooler")), [], "no pause, so nothing to resume or warn about");
   });
 
   it("resumes a pooler the gate paused just before it was killed", async () => {
