@@ -32,6 +32,13 @@ export interface SessionRecord {
   state: string;
 }
 
+/** What the terminate step ended, and the pooler's pause when the Secret names its console. */
+export interface Terminated {
+  sessions: SessionRecord[];
+  /** How long the PAUSE waited, and whether the pooler's server connections were released without terminating them. */
+  paused?: { database: string; waitedMs: number; drained: boolean };
+}
+
 /** The window record, kept in the group's MigrationWindow (`status.window`). */
 export interface WindowState {
   /** Unique per window; names its Jobs and marks the maintenance flag it owns. */

@@ -1,6 +1,6 @@
 import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MigrationFile } from "../core/migrations.js";
-import type { SessionRecord } from "../core/window.js";
+import type { Terminated } from "../core/window.js";
 import { withSession } from "./connect.js";
 import { migrationFailure } from "./errors.js";
 import { checkPooler, pausePooler, resumePooler } from "./pooler.js";
@@ -17,12 +17,6 @@ const LOCK_TIMEOUT_MS = 10_000;
 export const POOLER_DRAIN_MS = 5000;
 /** Once those sessions are terminated, the PAUSE completes as soon as PgBouncer sees them closed. */
 const POOLER_CLOSE_MS = 10_000;
-
-export interface Terminated {
-  sessions: SessionRecord[];
-  /** The pooler's pause, when the Secret names its console: how long it waited, and whether it drained by itself. */
-  paused?: { database: string; waitedMs: number; drained: boolean };
-}
 
 /** What a window does in PostgreSQL, one short session per call. */
 export const windowSql = {
