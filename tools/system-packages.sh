@@ -10,6 +10,8 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v runuser >/dev/null || missing+=(util-linux)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# The pooler tests put a real PgBouncer between the applications and PostgreSQL.
+[[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 # The maintenance page is checked in a real browser, and its screenshot read back by OCR.
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)

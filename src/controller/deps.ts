@@ -3,7 +3,7 @@ import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import type { MigrationFile } from "../core/migrations.js";
 import type { Runner } from "../core/member-spec.js";
-import type { SessionRecord, WindowState } from "../core/window.js";
+import type { Terminated, WindowState } from "../core/window.js";
 import { LostLeadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
@@ -54,7 +54,12 @@ export interface WindowDatabase {
   sqlFiles(namespace: string, configMap: string): Promise<MigrationFile[]>;
   /** Records `version` and returns true when every file is applied already. */
   recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
-  terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]>;
+  /** Terminates the database's other sessions; with the pooler's console, PAUSEs the pooler first. */
+  terminateOthers(target: DatabaseTarget): Promise<Terminated>;
+  /** Checks that the pooler's consoles accept the gate's login; a refusal is a StepFailure. */
+  checkPooler(target: DatabaseTarget): Promise<void>;
+  /** RESUMEs the pooler the Secret names (nothing without one); a pooler not paused counts as resumed. */
+  resumePooler(target: DatabaseTarget): Promise<void>;
   /** Applies the pending files under the migration session's timeouts; returns the names applied. */
   applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<string[]>;
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
@@ -128,8 +133,10 @@ export function fence(deps: WindowDeps): WindowDeps {
       target: database.target.bind(database),
       sqlFiles: database.sqlFiles.bind(database),
       versionRecorded: database.versionRecorded.bind(database),
+      checkPooler: database.checkPooler.bind(database),
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
+      resumePooler: guard(database.resumePooler.bind(database)),
       applySql: guard(database.applySql.bind(database)),
       claim: guard(database.claim.bind(database)),
     },

@@ -5,6 +5,7 @@ import {
   completeStep,
   ENDINGS,
   expiryMessage,
+  poolerStaysPaused,
   reactToFailure,
   retryWindow,
 } from "../core/window-policy.js";
@@ -16,6 +17,7 @@ import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
+import { resumeThePooler } from "./pooler.js";
 import { askRunner, STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
@@ -38,6 +40,7 @@ export async function reconcileGroup(
   if (!deps.leading()) return DONE;
   const [group, stored] = await Promise.all([deps.members.read(namespace, name), deps.records.read(namespace, name)]);
   const state = stored.state;
+  if (state?.poolerPaused && !poolerStaysPaused(state)) return resumeThePooler(deps, group, state, stored.version!, memory);
   if (!state || state.result) return considerOpening(deps, group, stored, memory);
   const now = deps.now();
   const action = decideWindow(state, group.deployments, now);
@@ -114,6 +117,10 @@ async function runStep(deps: WindowDeps, group: Group, state: WindowState, versi
     return { requeueAfterMs: RETRY_MS };
   }
   if (result.kind === "wait") return { requeueAfterMs: result.ms };
+  if (result.kind === "record") {
+    await deps.records.save(namespace, { ...state, ...result.outcome }, version);
+    return AGAIN;
+  }
   memory.reported = undefined;
   const next = completeStep(state, result.outcome, deps.now());
   await deps.records.save(namespace, next, version);

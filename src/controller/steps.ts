@@ -32,7 +32,8 @@ export interface StepContext {
   state: WindowState;
 }
 
-export type StepResult = { kind: "done"; outcome?: Partial<WindowState> } | { kind: "wait"; ms: number };
+/** `record`: keep `outcome` in the record before the step goes on (the step runs again next pass). */
+export type StepResult = { kind: "done"; outcome?: Partial<WindowState> } | { kind: "wait"; ms: number } | { kind: "record"; outcome: Partial<WindowState> };
 export type StepBody = (context: StepContext) => Promise<StepResult>;
 
 /** How soon a waiting step (pods going, a Job, a rollout) is looked at again. */
@@ -74,7 +75,7 @@ export function databaseOwner({ group, state }: Pick<StepContext, "group" | "sta
   return `${group.namespace}/${state.group}`;
 }
 
-function groupDatabase({ deps, group, state }: StepContext): Promise<DatabaseTarget> {
+export function groupDatabase({ deps, group, state }: StepContext): Promise<DatabaseTarget> {
   const secret = windowSecret(group.deployments, state);
   if (!secret) throw new StepFailure(`no member of database group ${state.group} names a ${A.databaseSecret} any more`);
   return deps.database.target(group.namespace, secret);
@@ -83,7 +84,21 @@ function groupDatabase({ deps, group, state }: StepContext): Promise<DatabaseTar
 async function terminate(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const target = await groupDatabase(context);
-  const sessions = await deps.database.terminateOthers(target);
+  // Recorded before the PAUSE (a gate killed right after it still knows to resume), once the
+  // consoles took the gate's login: a refused one fails the window with nothing paused.
+  if (target.pooler && !state.poolerPaused) {
+    await deps.database.checkPooler(target);
+    return { kind: "record", outcome: { poolerPaused: true } };
+  }
+  const { sessions, paused } = await deps.database.terminateOthers(target);
+  if (paused) {
+    await deps.narrate(group.deployments, "Normal", "PoolerPaused",
+      `window ${state.id}: paused PgBouncer database ${paused.database} (${target.pooler!.consoles.map((c) => `${c.host}:${c.port}`).join(", ")}): ` +
+      (paused.drained
+        ? `its server connections were released in ${formatMs(paused.waitedMs)}`
+        : `after ${formatMs(paused.waitedMs)} some clients still held server connections; their sessions were terminated`) +
+      "; client queries wait in the pooler until the migration is done");
+  }
   deps.metrics.sessionsTerminated.inc(sessions.length);
   const list = sessions.map((s) => `pid ${s.pid} (user ${s.user}, application "${s.applicationName}", ${s.state})`).join(", ");
   await deps.narrate(group.deployments, "Normal", "SessionsTerminated",

@@ -9,50 +9,61 @@ export interface DatabaseTarget {
   database: string;
   /** Extra `sslmode` etc. from a URL, kept as given. */
   ssl?: string;
+  /** The PgBouncer in front of the database, when the Secret names its admin console. */
+  pooler?: PoolerTarget;
+}
+
+/** PgBouncer's admin consoles (one per pooler instance) and the pooler database the window pauses. */
+export interface PoolerTarget {
+  consoles: DatabaseTarget[];
+  database: string;
 }
 
 export type SecretResult = { ok: true; target: DatabaseTarget } | { ok: false; problem: string };
 
+/** Secret keys naming the pooler: its admin console URL(s), and its database entry when not the url's name. */
+export const POOLER_ADMIN_KEY = "pgbouncer-admin-url";
+export const POOLER_DATABASE_KEY = "pgbouncer-database";
+/** The database name PgBouncer's admin console answers on. */
+const CONSOLE_DATABASE = "pgbouncer";
+
 const decode = (value: string | undefined) => (value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8"));
 
-/**
- * Reads a Secret's `data` (base64, as the API returns it): key `url`
- * (postgres://user:password@host:port/database) or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
- * Problems name the Secret and the key, never a value (it may be a password).
- */
-export function readDatabaseSecret(name: string, data: Record<string, string> | undefined): SecretResult {
-  const get = (key: string) => decode(data?.[key])?.trim();
-  const url = get("url");
-  if (url !== undefined) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      return { ok: false, problem: `Secret ${name}: key "url" is not a URL; write postgres://user:password@host:5432/database` };
-    }
-    if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
-      return { ok: false, problem: `Secret ${name}: key "url" must start with postgres:// or postgresql://` };
-    }
-    const [database, user, password] = [parsed.pathname.replace(/^\//, ""), parsed.username, parsed.password].map(percentDecoded);
-    if (database === undefined || user === undefined || password === undefined) {
-      return { ok: false, problem: `Secret ${name}: key "url" has invalid percent-encoding in its user, password or database; write a "%" as %25` };
-    }
-    if (!parsed.hostname || !database || !parsed.username) {
-      return { ok: false, problem: `Secret ${name}: key "url" needs a user, a host and a database name (postgres://user:password@host:5432/database)` };
-    }
-    const sslmode = parsed.searchParams.get("sslmode");
-    return {
-      ok: true,
-      target: {
-        host: parsed.hostname.replace(/^\[|\]$/g, ""),
-        port: parsed.port ? Number(parsed.port) : 5432,
-        user,
-        password,
-        database,
-        ...(sslmode ? { ssl: sslmode } : {}),
-      },
-    };
+type Parsed = { ok: true; target: DatabaseTarget } | { ok: false; problem: string };
+
+/** postgres://user:password@host:port/database[?sslmode=…], read from key `key` of Secret `name`. */
+function parseUrl(name: string, key: string, url: string, example: string): Parsed {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { ok: false, problem: `Secret ${name}: key "${key}" is not a URL; write ${example}` };
   }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    return { ok: false, problem: `Secret ${name}: key "${key}" must start with postgres:// or postgresql://` };
+  }
+  const [database, user, password] = [parsed.pathname.replace(/^\//, ""), parsed.username, parsed.password].map(percentDecoded);
+  if (database === undefined || user === undefined || password === undefined) {
+    return { ok: false, problem: `Secret ${name}: key "${key}" has invalid percent-encoding in its user, password or database; write a "%" as %25` };
+  }
+  if (!parsed.hostname || !database || !parsed.username) {
+    return { ok: false, problem: `Secret ${name}: key "${key}" needs a user, a host and a database name (${example})` };
+  }
+  const sslmode = parsed.searchParams.get("sslmode");
+  return {
+    ok: true,
+    target: {
+      host: parsed.hostname.replace(/^\[|\]$/g, ""),
+      port: parsed.port ? Number(parsed.port) : 5432,
+      user,
+      password,
+      database,
+      ...(sslmode ? { ssl: sslmode } : {}),
+    },
+  };
+}
+
+function readPgKeys(name: string, get: (key: string) => string | undefined): Parsed {
   const host = get("PGHOST");
   const user = get("PGUSER");
   const database = get("PGDATABASE");
@@ -68,3 +79,53 @@ export function readDatabaseSecret(name: string, data: Record<string, string> | 
   }
   return { ok: true, target: { host: host!, port, user: user!, password: get("PGPASSWORD") ?? "", database: database! } };
 }
+
+/**
+ * The pooler's admin console(s), one URL per PgBouncer instance (separated by whitespace or
+ * newlines), each on database `pgbouncer`; undefined when the Secret names none. The gate
+ * must reach PostgreSQL itself: through a paused pooler its own queries would wait too.
+ */
+function readPooler(name: string, get: (key: string) => string | undefined, direct: DatabaseTarget): { ok: true; pooler?: PoolerTarget } | { ok: false; problem: string } {
+  const text = get(POOLER_ADMIN_KEY);
+  if (text === undefined || text === "") {
+    if (get(POOLER_DATABASE_KEY)) return { ok: false, problem: `Secret ${name}: key "${POOLER_DATABASE_KEY}" needs key "${POOLER_ADMIN_KEY}" (the pooler's admin console) beside it` };
+    return { ok: true };
+  }
+  const consoles: DatabaseTarget[] = [];
+  for (const url of text.split(/\s+/)) {
+    const parsed = parseUrl(name, POOLER_ADMIN_KEY, url, `postgres://user:password@pgbouncer:6432/${CONSOLE_DATABASE}`);
+    if (!parsed.ok) return parsed;
+    if (parsed.target.database !== CONSOLE_DATABASE) {
+      return { ok: false, problem: `Secret ${name}: key "${POOLER_ADMIN_KEY}" must name PgBouncer's admin console, database "${CONSOLE_DATABASE}" (postgres://user:password@pgbouncer:6432/${CONSOLE_DATABASE})` };
+    }
+    if (parsed.target.host === direct.host && parsed.target.port === direct.port) {
+      return {
+        ok: false,
+        problem: `Secret ${name}: the database URL points at the pooler (${direct.host}:${direct.port}, as "${POOLER_ADMIN_KEY}" does); ` +
+          "with the pooler's console given, the gate must connect to PostgreSQL itself (a paused pooler would hold its queries too): point \"url\" (or PGHOST/PGPORT) at the PostgreSQL server",
+      };
+    }
+    consoles.push(parsed.target);
+  }
+  return { ok: true, pooler: { consoles, database: get(POOLER_DATABASE_KEY) || direct.database } };
+}
+
+/**
+ * Reads a Secret's `data` (base64, as the API returns it): key `url`
+ * (postgres://user:password@host:port/database) or PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE,
+ * and optionally the pooler in front of it (`pgbouncer-admin-url`, `pgbouncer-database`).
+ * Problems name the Secret and the key, never a value (it may be a password).
+ */
+export function readDatabaseSecret(name: string, data: Record<string, string> | undefined): SecretResult {
+  const get = (key: string) => decode(data?.[key])?.trim();
+  const url = get("url");
+  const direct = url !== undefined ? parseUrl(name, "url", url, "postgres://user:password@host:5432/database") : readPgKeys(name, get);
+  if (!direct.ok) return direct;
+  const pooler = readPooler(name, get, direct.target);
+  if (!pooler.ok) return pooler;
+  return { ok: true, target: { ...direct.target, ...(pooler.pooler ? { pooler: pooler.pooler } : {}) } };
+}
+
+/** What a person runs to resume the pooler by hand, for a message when the gate could not (no password in it). */
+export const poolerResumeCommand = (pooler: PoolerTarget): string =>
+  pooler.consoles.map((c) => `psql "postgres://${encodeURIComponent(c.user)}@${c.host}:${c.port}/pgbouncer" -c "RESUME ${pooler.database}"`).join("; ");

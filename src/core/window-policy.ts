@@ -120,6 +120,17 @@ export function completeStep(state: WindowState, outcome: Partial<WindowState> |
   return next;
 }
 
+/**
+ * Whether the pooler stays paused where the window is: from the terminate step through a
+ * SQL migration, which the gate runs on its own direct session. A Job's tool may connect
+ * through the pooler, so the pooler is resumed before the Job starts; a failed, aborted or
+ * rolling-back window resumes it too, so it is never left paused.
+ */
+export function poolerStaysPaused(state: WindowState): boolean {
+  if (state.failure || state.ending || state.result) return false;
+  return state.step === "terminate" || (state.step === "migrate" && state.runner.kind === "sql");
+}
+
 /** The held members and the versions they ask for: when this changes, the settle delay starts again. */
 export const heldKey = (members: readonly Workload[]) =>
   heldMembers(members).map((d) => `${d.metadata?.name}@${annotationsOf(d)[A.schemaVersion]}`).join(",");

@@ -32,6 +32,13 @@ export interface SessionRecord {
   state: string;
 }
 
+/** What the terminate step ended, and the pooler's pause when the Secret names its console. */
+export interface Terminated {
+  sessions: SessionRecord[];
+  /** How long the PAUSE waited, and whether the pooler's server connections were released without terminating them. */
+  paused?: { database: string; waitedMs: number; drained: boolean };
+}
+
 /** The window record, kept in the group's MigrationWindow (`status.window`). */
 export interface WindowState {
   /** Unique per window; names its Jobs and marks the maintenance flag it owns. */
@@ -62,6 +69,11 @@ export interface WindowState {
   rollbackReason?: string;
   maintenanceOwned?: boolean;
   sessions?: SessionRecord[];
+  /**
+   * Set before the gate PAUSEs the pooler (terminate) and cleared once it RESUMEd it: while
+   * set and the window is past the pause (poolerStaysPaused), a pass does nothing but resume.
+   */
+  poolerPaused?: boolean;
   /** When the first member was scaled to zero, and when the migration committed. */
   quiescedAt?: string;
   committedAt?: string;

@@ -1,13 +1,22 @@
 import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MigrationFile } from "../core/migrations.js";
-import type { SessionRecord } from "../core/window.js";
+import type { Terminated } from "../core/window.js";
 import { withSession } from "./connect.js";
 import { migrationFailure } from "./errors.js";
+import { checkPooler, pausePooler, resumePooler } from "./pooler.js";
 import { terminateOtherSessions } from "./sessions.js";
 import { runnableFiles, SqlRunner } from "./sql-runner.js";
 
 /** The migration session waits at most this long for a lock (a session that escaped termination). */
 const LOCK_TIMEOUT_MS = 10_000;
+
+/**
+ * How long a PAUSE may wait for the pooler's server connections to be released (transactions
+ * to end; in session pooling, clients to leave) before the gate terminates what holds them.
+ */
+export const POOLER_DRAIN_MS = 5000;
+/** Once those sessions are terminated, the PAUSE completes as soon as PgBouncer sees them closed. */
+const POOLER_CLOSE_MS = 10_000;
 
 /** What a window does in PostgreSQL, one short session per call. */
 export const windowSql = {
@@ -29,13 +38,41 @@ export const windowSql = {
     }
   },
 
-  async terminateOthers(target: DatabaseTarget): Promise<SessionRecord[]> {
+  /**
+   * Terminates every other session on the database. With the pooler's console, PAUSEs it
+   * first: in-flight transactions finish and new client queries wait in the pooler instead
+   * of reaching the database (or failing); whatever still holds a server connection after
+   * POOLER_DRAIN_MS is terminated with the rest, which lets the PAUSE complete.
+   */
+  async terminateOthers(target: DatabaseTarget): Promise<Terminated> {
     try {
-      const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
-      return sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state }));
+      const started = Date.now();
+      const pause = target.pooler ? await pausePooler(target.pooler) : undefined;
+      try {
+        const drained = pause ? await pause.drained(POOLER_DRAIN_MS) : true;
+        const waitedMs = Date.now() - started;
+        const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
+        await pause?.done(POOLER_CLOSE_MS);
+        return {
+          sessions: sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state })),
+          ...(target.pooler ? { paused: { database: target.pooler.database, waitedMs, drained } } : {}),
+        };
+      } finally {
+        await pause?.close();
+      }
     } catch (error) {
       throw migrationFailure(error);
     }
+  },
+
+  /** Checks that the pooler's consoles accept the gate's login (nothing without a pooler). */
+  async checkPooler(target: DatabaseTarget): Promise<void> {
+    if (target.pooler) await checkPooler(target.pooler);
+  },
+
+  /** RESUMEs the pooler's database on every console (resumed already counts as done). */
+  async resumePooler(target: DatabaseTarget): Promise<void> {
+    if (target.pooler) await resumePooler(target.pooler);
   },
 
   async applySql(

@@ -47,16 +47,19 @@ function serverBinDir(): string {
   );
 }
 
-// PostgreSQL refuses to run as root, so as root we run its programs as `nobody`.
+// PostgreSQL (and PgBouncer) refuse to run as root, so as root we run their programs as `nobody`.
 const asRoot = userInfo().uid === 0;
 const SERVICE_USER = "nobody";
 
-function pgCommand(binDir: string, program: string, args: string[]): [string, string[]] {
-  const file = join(binDir, program);
+/** The command line that runs `file` as an unprivileged user when we are root. */
+export function asServiceUser(file: string, args: string[]): [string, string[]] {
   return asRoot ? ["runuser", ["-u", SERVICE_USER, "--", file, ...args]] : [file, args];
 }
 
-async function handOver(path: string): Promise<void> {
+const pgCommand = (binDir: string, program: string, args: string[]) => asServiceUser(join(binDir, program), args);
+
+/** Gives `path` to the user the servers run as (when we are root), so they may write there. */
+export async function handOver(path: string): Promise<void> {
   if (!asRoot) return;
   const { stdout } = await run("id", ["-u", SERVICE_USER]);
   const { stdout: gid } = await run("id", ["-g", SERVICE_USER]);

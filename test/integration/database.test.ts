@@ -3,7 +3,10 @@ import pg from "pg";
 import type { DatabaseTarget } from "../../src/core/database-secret.js";
 import { migrationFiles } from "../../src/core/migrations.js";
 import { openSession } from "../../src/db/connect.js";
+import { StepFailure } from "../../src/core/window.js";
+import { isConnectionError } from "../../src/db/errors.js";
 import { terminateOtherSessions } from "../../src/db/sessions.js";
+import { windowSql } from "../../src/db/window-database.js";
 import { MigrationError, SqlRunner } from "../../src/db/sql-runner.js";
 import { startPostgres, type PostgresServer } from "../../src/local/postgres.js";
 import { appSessions } from "../support/shop.js";
@@ -75,6 +78,14 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
       await assert.rejects(app.query("SELECT 1"), "the application's session was ended");
       assert.deepEqual((await dba.query("SELECT 1 AS one")).rows, [{ one: 1 }], "the superuser's session was left");
       assert.deepEqual((await elsewhere.query("SELECT 1 AS one")).rows, [{ one: 1 }], "another database's session was left");
+      // The window's terminate step gets a failure for the user (held once, for retry or abort), not a retry loop.
+      await assert.rejects(windowSql.terminateOthers({ ...target, user: role, password: "gate" }), (error: Error) => {
+        assert.ok(error instanceof StepFailure, `a StepFailure, not ${error.name}`);
+        assert.equal(isConnectionError(error), false);
+        assert.match(error.message, /superuser postgres, application "psql"/);
+        assert.doesNotMatch(error.message, /other-db/, "another database's session is not named");
+        return true;
+      });
     } finally {
       await Promise.all([app, dba, elsewhere, gate, admin].map((c) => c.end().catch(() => undefined)));
     }

@@ -3,7 +3,7 @@ import { pino } from "pino";
 import { A } from "../../../src/core/annotations.js";
 import type { MergePatch } from "../../../src/core/member-patches.js";
 import type { MigrationFile } from "../../../src/core/migrations.js";
-import { migrationJobName, type WindowState } from "../../../src/core/window.js";
+import { migrationJobName, StepFailure, type WindowState } from "../../../src/core/window.js";
 import type { Group, JobState, WindowDeps } from "../../../src/controller/deps.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { createMetrics } from "../../../src/metrics.js";
@@ -41,6 +41,8 @@ export interface WorldOptions {
   members?: string[];
   /** A member's own target version, where it is not "2". */
   versions?: Record<string, string>;
+  /** The Secret names a PgBouncer console. */
+  pooler?: boolean;
 }
 
 export class FakeWorld {
@@ -68,6 +70,8 @@ export class FakeWorld {
   progress: string[] = [];
   /** Called as each SQL file commits (e.g. to depose this replica meanwhile). */
   afterFile: ((file: string) => void) | undefined;
+  /** The pooler: paused or not, what was seen paused, and how many RESUMEs still fail. */
+  pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0, refusesLogin: false };
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -157,7 +161,10 @@ export class FakeWorld {
       namespace: NAMESPACE, name: GROUP,
       deployments: [...this.deployments.values()].map((s) => this.view(s)).sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!)),
     });
-    const target = { host: "db", port: 5432, user: "gate", password: "x", database: "shop" };
+    const target = {
+      host: "db", port: 5432, user: "gate", password: "x", database: "shop",
+      ...(this.options.pooler ? { pooler: { consoles: [{ host: "pooler", port: 6432, user: "admin", password: "x", database: "pgbouncer" }], database: "shop" } } : {}),
+    };
     return {
       records: {
         read: async () => structuredClone(world.record),
@@ -210,10 +217,23 @@ export class FakeWorld {
         },
         terminateOthers: async () => {
           world.write();
-          return [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }];
+          if (world.options.pooler) world.pooler.paused = true;
+          return {
+            sessions: [{ pid: 42, user: "app", applicationName: "orders", state: "idle in transaction" }],
+            ...(world.options.pooler ? { paused: { database: "shop", waitedMs: 12, drained: true } } : {}),
+          };
+        },
+        checkPooler: async () => {
+          if (world.pooler.refusesLogin) throw new StepFailure("PgBouncer at pooler:6432 refused the console login as admin: not allowed");
+        },
+        resumePooler: async () => {
+          world.write();
+          if (world.pooler.failingResumes > 0 && world.pooler.failingResumes--) throw new Error("connect ECONNREFUSED pooler:6432");
+          world.pooler.paused = false;
         },
         // As the SQL runner: file by file, each committed before onFile hears of it.
         applySql: async (_t, _g, files, version, options) => {
+          world.pooler.duringMigration.push(world.pooler.paused);
           const ran: string[] = [];
           for (const { name } of files.filter((f) => !world.applied.has(f.name))) {
             world.write();
@@ -233,6 +253,7 @@ export class FakeWorld {
       jobs: {
         ensure: async (_owner, state) => {
           world.write();
+          world.pooler.atJobStart.push(world.pooler.paused);
           const name = migrationJobName(state);
           if (!world.jobs.has(name)) world.jobs.set(name, { polls: 0, outcome: world.jobOutcome });
           return name;

@@ -18,6 +18,20 @@ describe("readDatabaseSecret", () => {
       target: { host: "db", port: 5432, user: "app", password: "pw", database: "shop" },
     });
   });
+  it("reads the pooler's admin console, one URL per PgBouncer instance, pausing the url's database unless told another", () => {
+    const console = (host: string) => ({ host, port: 6432, user: "admin", password: "pw", database: "pgbouncer" });
+    assert.deepEqual(readDatabaseSecret("db", b64({ url: "postgres://app:pw@pg:5432/shop", "pgbouncer-admin-url": "postgres://admin:pw@pooler-0:6432/pgbouncer" })), {
+      ok: true,
+      target: { host: "pg", port: 5432, user: "app", password: "pw", database: "shop", pooler: { consoles: [console("pooler-0")], database: "shop" } },
+    });
+    const two = readDatabaseSecret("db", b64({
+      PGHOST: "pg", PGUSER: "app", PGDATABASE: "shop",
+      "pgbouncer-admin-url": "postgres://admin:pw@pooler-0:6432/pgbouncer\npostgres://admin:pw@pooler-1:6432/pgbouncer\n",
+      "pgbouncer-database": "shop_pool",
+    }));
+    assert.ok(two.ok);
+    assert.deepEqual(two.target.pooler, { consoles: [console("pooler-0"), console("pooler-1")], database: "shop_pool" });
+  });
   const bad: Array<[string, Record<string, string> | undefined, RegExp]> = [
     ["an empty Secret", undefined, /Secret db has neither key "url" nor PGHOST\/PGUSER\/PGDATABASE/],
     ["a url that is not one", b64({ url: "db:5432" }), /key "url" must start with postgres:\/\//],
@@ -25,6 +39,12 @@ describe("readDatabaseSecret", () => {
     ["a url without database", b64({ url: "postgres://app:pw@db:5432/" }), /needs a user, a host and a database/],
     ["PG* keys missing some", b64({ PGHOST: "db" }), /Secret db lacks PGUSER, PGDATABASE/],
     ["a bad PGPORT", b64({ PGHOST: "db", PGUSER: "u", PGDATABASE: "d", PGPORT: "http" }), /PGPORT is not a port/],
+    ["a console URL on a database other than pgbouncer", b64({ url: "postgres://app:pw@pg:5432/shop", "pgbouncer-admin-url": "postgres://admin:pw@pooler:6432/shop" }),
+      /key "pgbouncer-admin-url" must name PgBouncer's admin console, database "pgbouncer"/],
+    ["a console URL that is not one", b64({ url: "postgres://app:pw@pg:5432/shop", "pgbouncer-admin-url": "pooler:6432" }), /key "pgbouncer-admin-url" must start with postgres:\/\//],
+    ["a url through the pooler whose console is given", b64({ url: "postgres://app:pw@pooler:6432/shop", "pgbouncer-admin-url": "postgres://admin:pw@pooler:6432/pgbouncer" }),
+      /the database URL points at the pooler .* the gate must connect to PostgreSQL itself .* point "url" \(or PGHOST\/PGPORT\) at the PostgreSQL server/],
+    ["a pooler database without its console", b64({ url: "postgres://app:pw@pg:5432/shop", "pgbouncer-database": "shop" }), /key "pgbouncer-database" needs key "pgbouncer-admin-url"/],
     ["a url whose password is not valid percent-encoding", b64({ url: "postgres://app:pw%zz@db:5432/shop" }), /key "url" has invalid percent-encoding in its user, password or database; write a "%" as %25/],
   ];
   for (const [what, data, expected] of bad) {

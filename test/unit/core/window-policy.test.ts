@@ -21,6 +21,7 @@ import {
   resumeStep,
   retryWindow,
   podsBlockingDrain,
+  poolerStaysPaused,
   settle,
   windowSecret,
 } from "../../../src/core/window-policy.js";
@@ -105,6 +106,22 @@ describe("window policy", () => {
     assert.equal(finalResult({}), "Done");
     assert.equal(finalResult({ ending: "rollback" }), "RolledBack");
   });
+
+  const pauses: Array<[string, Partial<WindowState>, boolean]> = [
+    ["drain", { step: "drain" }, false],
+    ["terminate", { step: "terminate" }, true],
+    ["a SQL migration", { step: "migrate" }, true],
+    ["a Job's migration (its tool may connect through the pooler)", { step: "migrate", runner: { kind: "job", command: ["migrate"] } }, false],
+    ["verify", { step: "verify" }, false],
+    ["a failed migration, held", { step: "migrate", failure: failure("migrate") }, false],
+    ["an abort in terminate", { step: "terminate", ending: "abort" }, false],
+    ["the rollback", { step: "rollback", ending: "rollback" }, false],
+  ];
+  for (const [where, overrides, paused] of pauses) {
+    it(`${paused ? "keeps the pooler paused" : "resumes the pooler"} in ${where}`, () => {
+      assert.equal(poolerStaysPaused(state(overrides)), paused);
+    });
+  }
 
   const completions: Array<[Step, Partial<WindowState>, Step, string | undefined]> = [
     ["quiesce", {}, "drain", undefined],
