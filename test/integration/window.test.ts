@@ -222,7 +222,7 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       // The same file names as the first group's applied ones: without the claim they would pass for applied.
       await releaseShop(env, second, { schemaVersion: "1", sql: V1, onFailure: "hold" });
       const warning = await pollUntil(async () => (await eventsOf(env, second, "billing")).find((e) => e.reason === "MigrationCheckFailed"),
-        { timeoutMs: 20_000, what: "the MigrationCheckFailed Event in the second namespace" });
+        { timeoutMs: 60_000, what: "the MigrationCheckFailed Event in the second namespace" });
       assert.match(warning.message ?? "", new RegExp(`belongs to database group "${first}/shop-db" .*not to "${second}/shop-db"`));
       assert.match(warning.message ?? "", /DELETE FROM .*schema_gate_owner/);
       assert.equal(await windowRecord(env, second), undefined, "no window opened for the second group");
