@@ -7,8 +7,13 @@ export interface DatabaseTarget {
   user: string;
   password: string;
   database: string;
-  /** Extra `sslmode` etc. from a URL, kept as given. */
-  ssl?: string;
+  /** libpq's `sslmode` (URL parameter, or key PGSSLMODE / sslmode). */
+  ssl?: SslMode;
+  /**
+   * The CA the server's certificate must chain to: PEM from the Secret's key `sslrootcert`,
+   * or a file in the gate's container (libpq's `sslrootcert` URL parameter, PGSSLROOTCERT).
+   */
+  rootCert?: { pem: string } | { file: string };
   /** The PgBouncer in front of the database, when the Secret names its admin console. */
   pooler?: PoolerTarget;
 }
@@ -31,8 +36,30 @@ const decode = (value: string | undefined) => (value === undefined ? undefined :
 
 type Parsed = { ok: true; target: DatabaseTarget } | { ok: false; problem: string };
 
+export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+const ROOT_CERT_KEY = "sslrootcert";
+
+/**
+ * sslmode and the root certificate, from the URL's parameters or the PG* keys, and the
+ * Secret's own `sslrootcert` key (the CA's PEM itself: a Secret is where a CA travels in a
+ * cluster). An unknown mode is refused rather than ignored.
+ */
+function readTls(name: string, mode: string | undefined, rootCertFile: string | undefined, get: (key: string) => string | undefined):
+  { ok: true; tls: Pick<DatabaseTarget, "ssl" | "rootCert"> } | { ok: false; problem: string } {
+  if (mode !== undefined && !(SSL_MODES as readonly string[]).includes(mode)) {
+    return { ok: false, problem: `Secret ${name}: sslmode "${mode}" is not one of ${SSL_MODES.join(", ")}` };
+  }
+  const pem = get(ROOT_CERT_KEY);
+  if (pem !== undefined && !pem.includes("-----BEGIN CERTIFICATE-----")) {
+    return { ok: false, problem: `Secret ${name}: key "${ROOT_CERT_KEY}" must hold the CA certificate in PEM (-----BEGIN CERTIFICATE-----)` };
+  }
+  const rootCert = pem !== undefined ? { pem } : rootCertFile ? { file: rootCertFile } : undefined;
+  return { ok: true, tls: { ...(mode ? { ssl: mode as SslMode } : {}), ...(rootCert ? { rootCert } : {}) } };
+}
+
 /** postgres://user:password@host:port/database[?sslmode=…], read from key `key` of Secret `name`. */
-function parseUrl(name: string, key: string, url: string, example: string): Parsed {
+function parseUrl(name: string, key: string, url: string, example: string, get: (key: string) => string | undefined = () => undefined): Parsed {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -49,7 +76,8 @@ function parseUrl(name: string, key: string, url: string, example: string): Pars
   if (!parsed.hostname || !database || !parsed.username) {
     return { ok: false, problem: `Secret ${name}: key "${key}" needs a user, a host and a database name (${example})` };
   }
-  const sslmode = parsed.searchParams.get("sslmode");
+  const tls = readTls(name, parsed.searchParams.get("sslmode") ?? undefined, parsed.searchParams.get("sslrootcert") ?? undefined, get);
+  if (!tls.ok) return tls;
   return {
     ok: true,
     target: {
@@ -58,7 +86,7 @@ function parseUrl(name: string, key: string, url: string, example: string): Pars
       user,
       password,
       database,
-      ...(sslmode ? { ssl: sslmode } : {}),
+      ...tls.tls,
     },
   };
 }
@@ -77,7 +105,9 @@ function readPgKeys(name: string, get: (key: string) => string | undefined): Par
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     return { ok: false, problem: `Secret ${name}: PGPORT is not a port number` };
   }
-  return { ok: true, target: { host: host!, port, user: user!, password: get("PGPASSWORD") ?? "", database: database! } };
+  const tls = readTls(name, get("PGSSLMODE") ?? get("sslmode"), get("PGSSLROOTCERT"), get);
+  if (!tls.ok) return tls;
+  return { ok: true, target: { host: host!, port, user: user!, password: get("PGPASSWORD") ?? "", database: database!, ...tls.tls } };
 }
 
 /**
@@ -119,7 +149,7 @@ function readPooler(name: string, get: (key: string) => string | undefined, dire
 export function readDatabaseSecret(name: string, data: Record<string, string> | undefined): SecretResult {
   const get = (key: string) => decode(data?.[key])?.trim();
   const url = get("url");
-  const direct = url !== undefined ? parseUrl(name, "url", url, "postgres://user:password@host:5432/database") : readPgKeys(name, get);
+  const direct = url !== undefined ? parseUrl(name, "url", url, "postgres://user:password@host:5432/database", get) : readPgKeys(name, get);
   if (!direct.ok) return direct;
   const pooler = readPooler(name, get, direct.target);
   if (!pooler.ok) return pooler;

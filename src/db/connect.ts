@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import pg from "pg";
 import type { DatabaseTarget } from "../core/database-secret.js";
+import { StepFailure } from "../core/window.js";
 
 export interface SessionOptions {
   applicationName?: string;
@@ -9,10 +11,31 @@ export interface SessionOptions {
   connectTimeoutMs?: number;
 }
 
-function ssl(mode: string | undefined): pg.ClientConfig["ssl"] {
+/**
+ * node-postgres's TLS options for libpq's sslmode: disable/allow/prefer connect without
+ * TLS (node-postgres cannot fall back), require encrypts without verifying unless a root
+ * certificate is given (then it verifies the chain, as libpq does), verify-ca checks the
+ * chain only, verify-full the chain and the host name. Without a root certificate the
+ * system's CAs are used.
+ */
+export function tlsOptions(target: Pick<DatabaseTarget, "ssl" | "rootCert">): pg.ClientConfig["ssl"] {
+  const mode = target.ssl;
   if (mode === undefined || mode === "disable" || mode === "allow" || mode === "prefer") return undefined;
-  // require: encrypted but unverified (libpq's meaning); verify-ca / verify-full: verified.
-  return mode === "require" ? { rejectUnauthorized: false } : true;
+  const ca = target.rootCert === undefined ? undefined : "pem" in target.rootCert ? target.rootCert.pem : readRootCert(target.rootCert.file);
+  if (mode === "require" && ca === undefined) return { rejectUnauthorized: false };
+  const chainOnly = mode === "require" || mode === "verify-ca";
+  return { rejectUnauthorized: true, ...(ca !== undefined ? { ca } : {}), ...(chainOnly ? { checkServerIdentity: () => undefined } : {}) };
+}
+
+function readRootCert(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    throw new StepFailure(
+      `sslrootcert ${file} cannot be read in the gate's container (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): ` +
+        `mount it there, or put the CA's PEM in the database Secret's key "sslrootcert" instead`,
+    );
+  }
 }
 
 /** Opens one session to the group's database, with the gate's timeouts set on it. */
@@ -23,7 +46,7 @@ export async function openSession(target: DatabaseTarget, options: SessionOption
     user: target.user,
     password: target.password,
     database: target.database,
-    ssl: ssl(target.ssl),
+    ssl: tlsOptions(target),
     application_name: options.applicationName ?? "schema-gate",
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
     ...(options.lockTimeoutMs !== undefined ? { lock_timeout: options.lockTimeoutMs } : {}),

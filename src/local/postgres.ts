@@ -29,6 +29,8 @@ export interface PostgresOptions {
   /** Keep the cluster here (reused when it exists); default: a new temporary directory. */
   dataDir?: string;
   port?: number;
+  /** Serve TLS too (`ssl = on`) with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
 }
 
 /** Debian installs server binaries outside PATH, one directory per major version. */
@@ -66,6 +68,17 @@ export async function handOver(path: string): Promise<void> {
   await chown(path, Number(stdout.trim()), Number(gid.trim()));
 }
 
+/** Writes the server's certificate and key where PostgreSQL accepts them (its user's, key 0600); returns the settings. */
+async function serverTls(dataDir: string, tls: { cert: string; key: string }): Promise<string> {
+  const cert = join(dataDir, "server.crt");
+  const key = join(dataDir, "server.key");
+  await writeFile(cert, tls.cert, { mode: 0o644 });
+  await writeFile(key, tls.key, { mode: 0o600 });
+  await handOver(cert);
+  await handOver(key);
+  return ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
+}
+
 /**
  * Starts a throwaway PostgreSQL server on 127.0.0.1 with a password-protected superuser
  * `postgres` and a database `app`. Reuses the cluster in `dataDir` when one is there.
@@ -93,13 +106,14 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     password = (await readFile(passwordFile, "utf8")).trim();
   }
 
+  const tlsSettings = options.tls ? await serverTls(dataDir, options.tls) : "";
   const port = options.port ?? (await freePort());
   const host = "127.0.0.1";
   const listen = [host];
   const start = async (): Promise<void> => {
     const [file, args] = pgCommand(binDir, "pg_ctl", [
       "-D", pgdata, "-l", join(dataDir, "server.log"), "-w", "-t", "60",
-      "-o", `-p ${port} -k ${dataDir} -c listen_addresses=${listen.join(",")} -c fsync=off -c max_connections=200`,
+      "-o", `-p ${port} -k ${dataDir} -c listen_addresses=${listen.join(",")} -c fsync=off -c max_connections=200${tlsSettings}`,
       "start",
     ]);
     await run(file, args);

@@ -2,12 +2,13 @@ import { strict as assert } from "node:assert";
 import pg from "pg";
 import type { DatabaseTarget } from "../../src/core/database-secret.js";
 import { migrationFiles } from "../../src/core/migrations.js";
-import { openSession } from "../../src/db/connect.js";
+import { openSession, withSession } from "../../src/db/connect.js";
 import { StepFailure } from "../../src/core/window.js";
 import { isConnectionError } from "../../src/db/errors.js";
 import { terminateOtherSessions } from "../../src/db/sessions.js";
 import { windowSql } from "../../src/db/window-database.js";
 import { MigrationError, SqlRunner } from "../../src/db/sql-runner.js";
+import { makeCert, makeLoopbackCert } from "../../src/local/certs.js";
 import { startPostgres, type PostgresServer } from "../../src/local/postgres.js";
 import { appSessions } from "../support/shop.js";
 
@@ -226,5 +227,43 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     // A new content would be a new file in practice; here the retry runs the same name because it never applied.
     assert.deepEqual(await new SqlRunner(retry, "shop-db").apply(quick, "2"), ["001_long.sql"]);
     await retry.end();
+  });
+});
+
+describe("PostgreSQL over TLS: sslmode and sslrootcert", function () {
+  let server: PostgresServer;
+  let ca: string;
+  let otherCa: string;
+
+  before(async function () {
+    this.timeout(120_000);
+    // The server's certificate names localhost only: reached as 127.0.0.1 its name does not match.
+    const cert = await makeCert(["DNS:localhost"]);
+    ca = cert.ca;
+    otherCa = (await makeLoopbackCert()).ca;
+    server = await startPostgres({ tls: { cert: cert.cert, key: cert.key } });
+  });
+
+  after(async function () {
+    await server?.stop();
+  });
+
+  const target = (host: string, ssl: DatabaseTarget["ssl"], rootCert?: DatabaseTarget["rootCert"]): DatabaseTarget => ({
+    host, port: server.port, user: server.user, password: server.password, database: server.database, ssl, ...(rootCert ? { rootCert } : {}),
+  });
+  const encrypted = (t: DatabaseTarget) =>
+    withSession(t, {}, async (client) => (await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).rows[0].ssl as boolean);
+
+  it("verifies the server against the Secret's CA: verify-full by name, verify-ca by chain only", async function () {
+    assert.equal(await encrypted(target("localhost", "verify-full", { pem: ca })), true);
+    assert.equal(await encrypted(target("127.0.0.1", "verify-ca", { pem: ca })), true, "verify-ca does not check the host name");
+    await assert.rejects(encrypted(target("127.0.0.1", "verify-full", { pem: ca })), /IP: 127\.0\.0\.1 is not in the cert's list|does not match/);
+  });
+
+  it("refuses a server whose certificate another CA signed, also for require once a CA is given (as libpq)", async function () {
+    await assert.rejects(encrypted(target("localhost", "verify-full", { pem: otherCa })), /self[- ]signed|unable to verify|unable to get/i);
+    await assert.rejects(encrypted(target("localhost", "require", { pem: otherCa })), /self[- ]signed|unable to verify|unable to get/i);
+    assert.equal(await encrypted(target("localhost", "require")), true, "require without a CA encrypts without verifying");
+    assert.equal(await encrypted(target("localhost", "disable")), false);
   });
 });

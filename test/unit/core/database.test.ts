@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
 import { readDatabaseSecret } from "../../../src/core/database-secret.js";
+import { tlsOptions } from "../../../src/db/connect.js";
 import { checksum, lineAndColumn, migrationFiles, pendingFiles } from "../../../src/core/migrations.js";
 
 const b64 = (values: Record<string, string>) =>
@@ -55,6 +56,44 @@ describe("readDatabaseSecret", () => {
       assert.doesNotMatch(result.problem, /pw|5432\/"/);
     });
   }
+});
+
+describe("the database Secret's TLS settings", () => {
+  const CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+  const target = (values: Record<string, string>) => {
+    const result = readDatabaseSecret("db", b64(values));
+    assert.ok(result.ok, result.ok ? "" : result.problem);
+    return result.target;
+  };
+
+  it("takes sslrootcert as libpq does (a file, from the URL or PGSSLROOTCERT) or as PEM in the Secret's key", () => {
+    assert.deepEqual(target({ url: "postgres://a:b@db:5432/shop?sslmode=verify-full&sslrootcert=/etc/ssl/db/ca.crt" }).rootCert, { file: "/etc/ssl/db/ca.crt" });
+    assert.deepEqual(target({ PGHOST: "db", PGUSER: "a", PGDATABASE: "shop", PGSSLMODE: "verify-ca", PGSSLROOTCERT: "/ca.pem" }), {
+      host: "db", port: 5432, user: "a", password: "", database: "shop", ssl: "verify-ca", rootCert: { file: "/ca.pem" },
+    });
+    assert.deepEqual(target({ url: "postgres://a:b@db:5432/shop?sslmode=verify-full", sslrootcert: CA }).rootCert, { pem: CA });
+  });
+
+  it("refuses an unknown sslmode and a sslrootcert key that holds no certificate, naming the fix", () => {
+    const mode = readDatabaseSecret("db", b64({ url: "postgres://a:b@db/shop?sslmode=verify" }));
+    assert.deepEqual(mode, { ok: false, problem: 'Secret db: sslmode "verify" is not one of disable, allow, prefer, require, verify-ca, verify-full' });
+    const pem = readDatabaseSecret("db", b64({ url: "postgres://a:b@db/shop?sslmode=verify-full", sslrootcert: "/path/in/secret" }));
+    assert.ok(!pem.ok && /key "sslrootcert" must hold the CA certificate in PEM/.test(pem.problem));
+  });
+
+  it("maps each sslmode to node-postgres's TLS options: verify-ca checks the chain only, require verifies once a CA is given", () => {
+    assert.equal(tlsOptions({ ssl: "prefer" }), undefined);
+    assert.deepEqual(tlsOptions({ ssl: "require" }), { rejectUnauthorized: false });
+    const chainOnly = tlsOptions({ ssl: "verify-ca", rootCert: { pem: CA } }) as { ca: string; rejectUnauthorized: boolean; checkServerIdentity?: () => undefined };
+    assert.equal(chainOnly.ca, CA);
+    assert.equal(chainOnly.rejectUnauthorized, true);
+    assert.equal(chainOnly.checkServerIdentity?.(), undefined);
+    assert.equal(typeof (tlsOptions({ ssl: "require", rootCert: { pem: CA } }) as { checkServerIdentity?: unknown }).checkServerIdentity, "function");
+    assert.deepEqual(tlsOptions({ ssl: "verify-full", rootCert: { pem: CA } }), { rejectUnauthorized: true, ca: CA });
+    assert.deepEqual(tlsOptions({ ssl: "verify-full" }), { rejectUnauthorized: true }, "the system's CAs");
+    assert.throws(() => tlsOptions({ ssl: "verify-full", rootCert: { file: "/nonexistent/ca.crt" } }),
+      /sslrootcert \/nonexistent\/ca\.crt cannot be read in the gate's container \(ENOENT\).*key "sslrootcert"/);
+  });
 });
 
 describe("migration files", () => {
