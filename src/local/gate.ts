@@ -74,7 +74,8 @@ export async function grantNamespace(cluster: Cluster, namespace: string): Promi
   await cluster.kubectl(["apply", "-n", namespace, "-f", join(projectRoot, "manifests", "namespace-access.yaml")]);
 }
 
-async function registerWebhooks(cluster: Cluster, cert: ServingCert, port: number): Promise<void> {
+/** Points the webhook configurations from manifests/ at a local gate on 127.0.0.1:`port`. */
+export async function registerWebhooks(cluster: Cluster, cert: ServingCert, port: number): Promise<void> {
   const text = await readFile(join(projectRoot, "manifests", "base", "webhooks.yaml"), "utf8");
   const documents = YAML.parseAllDocuments(text).map((d) => d.toJSON());
   for (const config of documents) {

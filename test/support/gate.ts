@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import { gateGet, prepareLocalGate, spawnGate, unregisterWebhooks, type GateReplicaOptions, type LocalGateIdentity } from "../../src/local/gate.js";
+import { gateGet, prepareLocalGate, registerWebhooks, spawnGate, unregisterWebhooks, type GateReplicaOptions, type LocalGateIdentity } from "../../src/local/gate.js";
 import { pollUntil } from "../../src/util/wait.js";
 import { apiErrorMessage, onTeardown, type TestEnv } from "./env.js";
 
@@ -16,6 +16,12 @@ export function gateIdentity(env: TestEnv): Promise<GateIdentity> {
     return id;
   })();
   return identity;
+}
+
+/** Points the webhooks at the local gate's port again, after a suite installed the gate in-cluster. */
+export async function reregisterLocalWebhooks(env: TestEnv): Promise<void> {
+  const id = await gateIdentity(env);
+  await registerWebhooks(env.cluster, id.cert, id.port);
 }
 
 export interface GateProcess {
