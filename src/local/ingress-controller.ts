@@ -118,7 +118,6 @@ export async function startIngressController(options: IngressControllerOptions):
       return;
     }
     const before = await workerPid(statsSocket);
-    log.info({ before }, "HAProxy reloading");
     process.kill(master, "SIGUSR2");
     for (let i = 0; i < 200; i++) {
       const now = await workerPid(statsSocket);
