@@ -71,6 +71,43 @@ async function workerPid(socket: string): Promise<number | undefined> {
   return pid ? Number(pid) : undefined;
 }
 
+/** Caches of what the controller renders from: Ingresses, Services, EndpointSlices, all namespaces. */
+async function watchCluster(kc: k8s.KubeConfig, log: Logger) {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const networking = kc.makeApiClient(k8s.NetworkingV1Api);
+  const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
+  return Promise.all([
+    startInformer<k8s.V1Ingress>(kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(), log),
+    startInformer<k8s.V1Service>(kc, "/api/v1/services", () => core.listServiceForAllNamespaces(), log),
+    startInformer<k8s.V1EndpointSlice>(kc, "/apis/discovery.k8s.io/v1/endpointslices", () => discovery.listEndpointSliceForAllNamespaces(), log),
+  ]);
+}
+
+/**
+ * Reloads HAProxy with the config file as it is now, if `haproxy -c` accepts it (else the
+ * running config stays, and the log says why); waits until the new worker answers.
+ */
+async function reload(master: number, config: string, statsSocket: string, log: Logger): Promise<boolean> {
+  const check = await run(HAPROXY, ["-c", "-q", "-f", config]).catch((error: Error) => error);
+  if (check instanceof Error) {
+    log.error({ err: check }, "haproxy.cfg rendered from the Ingresses is invalid; keeping the running config");
+    return false;
+  }
+  const before = await workerPid(statsSocket);
+  process.kill(master, "SIGUSR2");
+  for (let i = 0; i < 200; i++) {
+    const now = await workerPid(statsSocket);
+    if (now !== undefined && now !== before) break;
+    await sleep(25);
+  }
+  log.info({ worker: await workerPid(statsSocket) }, "HAProxy reloaded");
+  return true;
+}
+
+/**
+ * Starts HAProxy on 127.0.0.1 with the Ingresses of class `haproxy` and keeps it in line
+ * with them until stopped (an HAProxy an earlier run left is stopped first).
+ */
 export async function startIngressController(options: IngressControllerOptions): Promise<IngressController> {
   const { kc, dir, log } = options;
   if (!(await run(HAPROXY, ["-v"]).catch(() => undefined))) {
@@ -80,14 +117,7 @@ export async function startIngressController(options: IngressControllerOptions):
   const port = options.port ?? (await freePort());
   const config = join(dir, "haproxy.cfg");
   const statsSocket = join(dir, "haproxy.sock");
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const networking = kc.makeApiClient(k8s.NetworkingV1Api);
-  const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
-  const caches: [WatchedCache<k8s.V1Ingress>, WatchedCache<k8s.V1Service>, WatchedCache<k8s.V1EndpointSlice>] = await Promise.all([
-    startInformer<k8s.V1Ingress>(kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(), log),
-    startInformer<k8s.V1Service>(kc, "/api/v1/services", () => core.listServiceForAllNamespaces(), log),
-    startInformer<k8s.V1EndpointSlice>(kc, "/apis/discovery.k8s.io/v1/endpointslices", () => discovery.listEndpointSliceForAllNamespaces(), log),
-  ]);
+  const caches = await watchCluster(kc, log);
   const [ingresses, services, endpointSlices] = caches;
   const render = () => renderHaproxyConfig(
     { ingresses: ingresses.list(), services: services.list(), endpointSlices: endpointSlices.list() },
@@ -107,26 +137,14 @@ export async function startIngressController(options: IngressControllerOptions):
   let timer: NodeJS.Timeout | undefined;
   let work: Promise<void> = Promise.resolve();
 
-  /** Writes the config and reloads, if it changed; waits until the new worker answers. */
+  /** Writes the config and reloads, if it changed. */
   const apply = async () => {
     const text = render();
     if (stopped || text === applied) return;
     await writeFile(config, text);
-    const check = await run(HAPROXY, ["-c", "-q", "-f", config]).catch((error: Error) => error);
-    if (check instanceof Error) {
-      log.error({ err: check }, "haproxy.cfg rendered from the Ingresses is invalid; keeping the running config");
-      return;
-    }
-    const before = await workerPid(statsSocket);
-    process.kill(master, "SIGUSR2");
-    for (let i = 0; i < 200; i++) {
-      const now = await workerPid(statsSocket);
-      if (now !== undefined && now !== before) break;
-      await sleep(25);
-    }
+    if (!(await reload(master, config, statsSocket, log))) return;
     applied = text;
     reloads++;
-    log.info({ reloads, worker: await workerPid(statsSocket) }, "HAProxy reloaded");
   };
   const schedule = () => {
     if (timer || stopped) return;

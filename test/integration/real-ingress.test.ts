@@ -58,6 +58,7 @@ describe("real ingress: the shop's Ingress served by HAProxy (the local Ingress 
   });
 
   it("routes the shop's Ingresses by host and path (Prefix on path elements, Exact), 404 for any other host", async function () {
+    await controller.settled();
     await pollUntil(async () => ((await through("/").catch(() => undefined))?.body.version === "1" ? true : undefined),
       { timeoutMs: 20_000, what: `the catalog through HAProxy at ${controller.url}` });
     const served = async (path: string, host?: string) => {
