@@ -57,7 +57,7 @@ describe("real ingress: the shop's Ingress served by HAProxy (the local Ingress 
     await gate?.stop();
   });
 
-  it("routes the shop's Ingresses by host and path (Prefix on path elements, Exact), 404 for any other host", async function () {
+  it("routes the shop's Ingresses by host and path (Prefix on path elements, Exact), 404 for any other host, 503 for a Service without a ready endpoint", async function () {
     await controller.settled();
     await pollUntil(async () => ((await through("/").catch(() => undefined))?.body.version === "1" ? true : undefined),
       { timeoutMs: 20_000, what: `the catalog through HAProxy at ${controller.url}` });
@@ -83,6 +83,19 @@ describe("real ingress: the shop's Ingress served by HAProxy (the local Ingress 
       "/billing/hooks/x": "404 catalog",
       "other.example /": "404 no Ingress rule matches this host and path",
     });
+    // A Service with no ready endpoint: HAProxy itself answers 503 (and it is not the page).
+    await env.cluster.kubectl(["apply", "-n", ns, "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: [
+      { apiVersion: "v1", kind: "Service", metadata: { name: "nobody" }, spec: { selector: { app: "nobody" }, ports: [{ port: 80 }] } },
+      { apiVersion: "networking.k8s.io/v1", kind: "Ingress", metadata: { name: "nobody" }, spec: { ingressClassName: "haproxy", rules: [{
+        host: "nobody.example", http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: "nobody", port: { number: 80 } } } }] } }] } },
+    ] }));
+    const empty = await pollUntil(async () => {
+      const a = await through("/", "nobody.example");
+      return a.status === 404 ? undefined : a;
+    }, { timeoutMs: 10_000, what: "HAProxy to serve Ingress nobody" });
+    assert.equal(empty.status, 503);
+    assert.equal(kind(empty), "other HTTP 503");
+    assert.match(String(empty.body), /503 Service Unavailable/);
     console.log(`      HAProxy at ${controller.url}, ${controller.reloads()} reloads so far (the first install's window switched the Ingress and back)`);
   });
 
