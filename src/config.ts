@@ -33,6 +33,12 @@ export interface ServeConfig {
   podName?: string;
   /** Where the maintenance backend's pod may run: nodeSelector and tolerations of its pod spec. */
   backendPlacement: BackendPlacement;
+  /**
+   * How long Ingress controllers get to follow a switch: a window stops no pod until this
+   * long after its Ingresses point at the page, and the page's pod serves this long after
+   * it is asked to go.
+   */
+  ingressPropagationSeconds: number;
 }
 
 export interface BackendPlacement {
@@ -57,6 +63,7 @@ export interface ServeFlags {
   leaseDuration?: string;
   image?: string;
   backendPlacement?: string;
+  ingressPropagation?: string;
 }
 
 function positiveNumber(name: string, text: string): number {
@@ -97,6 +104,7 @@ export function readServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = proc
     ...(flags.image ?? env.SCHEMA_GATE_IMAGE ? { image: flags.image ?? env.SCHEMA_GATE_IMAGE } : {}),
     ...(env.POD_NAME ? { podName: env.POD_NAME } : {}),
     backendPlacement: readBackendPlacement(flags.backendPlacement ?? env.SCHEMA_GATE_BACKEND_PLACEMENT),
+    ingressPropagationSeconds: positiveNumber("ingress-propagation", flags.ingressPropagation ?? "2"),
   };
 }
 

@@ -66,6 +66,7 @@ function startControllers(
   const { deployments, flags, ingresses } = caches;
   const maintenance = startMaintenanceController({
     kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
+    backendDrainSeconds: config.ingressPropagationSeconds,
     log: log.child({ component: "maintenance" }),
   });
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, leadership, log.child({ component: "scale-guard" }));
@@ -74,7 +75,7 @@ function startControllers(
     deployments,
     leadership,
     events,
-    maintenance: new FlagSwitch(kc, ingresses),
+    maintenance: new FlagSwitch(kc, ingresses, { propagationMs: config.ingressPropagationSeconds * 1000 }),
     metrics,
     log: log.child({ component: "window" }),
     settleMs: config.settleSeconds * 1000,

@@ -27,6 +27,8 @@ command -v conntrack >/dev/null || missing+=(conntrack)
 command -v ip >/dev/null || missing+=(iproute2)
 # The failover tests run one gate replica with its wall clock offset (libfaketime, LD_PRELOAD).
 [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || missing+=(libfaketime)
+# The local Ingress controller's data plane (src/local/ingress-controller.ts).
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 
 tools_ok=true
 command -v go >/dev/null || { echo "[system] Go 1.26+ is needed to build the control-plane binaries once (https://go.dev/doc/install)" >&2; tools_ok=false; }

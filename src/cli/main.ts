@@ -31,6 +31,7 @@ export function buildProgram(): Command {
     .option("--lease-duration <seconds>", "leader election lease; a killed leader is replaced after this long", "15")
     .option("--image <image>", "the gate's image, for the maintenance sidecar and backend (env SCHEMA_GATE_IMAGE; default: read from the gate's Pod)")
     .option("--backend-placement <json>", "nodeSelector and tolerations for the maintenance backend's pod (env SCHEMA_GATE_BACKEND_PLACEMENT)")
+    .option("--ingress-propagation <seconds>", "how long Ingress controllers get to follow a switch before pods stop, and the page's pod serves after it is removed", "2")
     .option("--log-level <level>", "pino level (env LOG_LEVEL)")
     .action(async (flags: ServeFlags) => {
       const config = readServeConfig(flags);

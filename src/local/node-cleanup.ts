@@ -14,7 +14,7 @@ import { tearDownPodNetwork } from "./pod-network.js";
 
 const CGROUP_ROOT = "/sys/fs/cgroup";
 /** The programs a real node runs, by executable name (the binaries' cache paths vary). */
-const NODE_PROGRAMS = ["containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy", "coredns"];
+const NODE_PROGRAMS = ["containerd", "containerd-shim-runc-v2", "kubelet", "kube-proxy", "coredns", "haproxy"];
 /** The cgroup the kubelet puts every pod under (cgroupfs driver, default cgroupRoot). */
 const POD_CGROUP = "kubepods";
 

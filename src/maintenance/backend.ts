@@ -27,6 +27,7 @@ export class MaintenanceBackend {
     private readonly image: string | undefined,
     private readonly log: Logger,
     private readonly placement: BackendPlacement = {},
+    private readonly drainSeconds = 0,
   ) {
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
@@ -43,7 +44,7 @@ export class MaintenanceBackend {
       return false;
     }
     if (!existing) {
-      await this.apps.createNamespacedDeployment({ namespace, body: backendDeployment(this.image!, this.placement) });
+      await this.apps.createNamespacedDeployment({ namespace, body: backendDeployment(this.image!, this.placement, this.drainSeconds) });
       this.log.info({ namespace }, "maintenance backend created");
     }
     // Also when only the Deployment was left: someone may have deleted the Service.
@@ -79,8 +80,11 @@ function backendService(): k8s.V1Service {
   };
 }
 
-function backendDeployment(image: string, placement: BackendPlacement): k8s.V1Deployment {
+function backendDeployment(image: string, placement: BackendPlacement, drainSeconds: number): k8s.V1Deployment {
   const health = { httpGet: { path: `${SIDECAR_PATH_PREFIX}healthz`, port: PAGE_PORT } };
+  // Deleted after the Ingresses are restored, the pod still answers what a controller that
+  // has not yet reloaded sends it (the kubelet's own sleep: the image needs no shell).
+  const drain = drainSeconds > 0 ? { lifecycle: { preStop: { sleep: { seconds: Math.ceil(drainSeconds) } } } } : {};
   return {
     metadata: { name: BACKEND_SERVICE, labels: BACKEND_LABELS },
     spec: {
@@ -98,6 +102,7 @@ function backendDeployment(image: string, placement: BackendPlacement): k8s.V1De
               args: ["page", `--listen=0.0.0.0:${PAGE_PORT}`, `--flag-dir=${FLAG_MOUNT}`, `--bypass-file=${BYPASS_MOUNT}/${BYPASS_KEY}`],
               ports: [{ name: "http", containerPort: PAGE_PORT }],
               readinessProbe: { ...health, periodSeconds: 2 },
+              ...drain,
               ...structuredClone(PAGE_CONTAINER_BASICS),
             },
           ],

@@ -21,6 +21,8 @@ export interface MaintenanceControllerOptions {
   image?: string;
   /** Where the backend's pod may run (nodeSelector, tolerations). */
   backendPlacement?: BackendPlacement;
+  /** How long the backend's pod keeps serving once deleted (Ingress controllers still routing to it). */
+  backendDrainSeconds?: number;
   log: Logger;
 }
 
@@ -37,7 +39,7 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     ingresses,
     core: kc.makeApiClient(k8s.CoreV1Api),
     networking: kc.makeApiClient(k8s.NetworkingV1Api),
-    backend: new MaintenanceBackend(kc, options.image, log, options.backendPlacement),
+    backend: new MaintenanceBackend(kc, options.image, log, options.backendPlacement, options.backendDrainSeconds),
     events: options.events,
     log,
   };

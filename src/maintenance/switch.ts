@@ -12,7 +12,7 @@ import {
 import { MANAGED_BY, MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { WatchedCache } from "../k8s/informer.js";
-import { pollUntil } from "../util/wait.js";
+import { pollUntil, sleep } from "../util/wait.js";
 
 /**
  * How a window turns a namespace's maintenance mode on and off. `turnOn` answers whether
@@ -48,18 +48,24 @@ export class FlagSwitch implements MaintenanceSwitch {
     kc: k8s.KubeConfig,
     /** Ingresses, to wait until the maintenance controller switched (or restored) them. */
     private readonly ingresses: WatchedCache<k8s.V1Ingress> | undefined,
-    private readonly switchTimeoutMs = 60_000,
+    private readonly timing: { switchTimeoutMs?: number; propagationMs?: number } = {},
   ) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
   }
 
   async turnOn(namespace: string, owner: string): Promise<{ owned: boolean }> {
+    let turnedOn = false;
     const owned = await this.write(namespace, (current) => {
       const flag = parseFlag(current?.data);
+      turnedOn = !flag.enabled;
       if (flag.enabled) return { result: flag.owner === owner };
       return { result: true, data: turnOnData(flag, owner, undefined, new Date()) };
     });
     await this.waitForIngresses(namespace, true);
+    // The Ingress objects are switched; the controllers serving them follow a moment later
+    // (a reload, a sync). Until they do, they still send requests to the application's
+    // pods, which the next step stops.
+    if (turnedOn && this.ingresses?.list(namespace).some(switchable)) await sleep(this.timing.propagationMs ?? 0);
     return { owned };
   }
 
@@ -141,7 +147,7 @@ export class FlagSwitch implements MaintenanceSwitch {
         ? cache.list(namespace).filter(switchable).every(isSwitched)
         : !cache.list(namespace).some(isSwitched);
     await pollUntil(async () => (done() ? true : undefined), {
-      timeoutMs: this.switchTimeoutMs,
+      timeoutMs: this.timing.switchTimeoutMs ?? 60_000,
       intervalMs: 100,
       what: on ? `the Ingresses of ${namespace} to switch to the maintenance backend` : `the Ingresses of ${namespace} to be restored`,
     });

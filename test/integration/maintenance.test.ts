@@ -64,7 +64,7 @@ describe("maintenance against the real apiserver", function () {
   before(async function () {
     this.timeout(10 * 60_000);
     env = await testEnv();
-    gate = await startGate(env, ["--settle", "1", "--lease-duration", "3", "--image", IMAGE]);
+    gate = await startGate(env, ["--settle", "1", "--lease-duration", "3", "--image", IMAGE, "--ingress-propagation", "1"]);
   });
   after(async () => gate?.stop());
 
@@ -84,11 +84,15 @@ describe("maintenance against the real apiserver", function () {
       const backend = await env.apps.readNamespacedDeployment({ name: BACKEND_SERVICE, namespace: ns });
       assert.ok((backend.status?.readyReplicas ?? 0) >= 1, "the maintenance backend is ready while the Ingress points at it");
       assert.equal(backend.spec?.template.spec?.containers[0]?.image, IMAGE);
+      // Asked to go, the backend's pod keeps serving while the Ingress controllers follow the restore.
+      assert.equal(backend.spec?.template.spec?.containers[0]?.lifecycle?.preStop?.sleep?.seconds, 1);
       await env.core.readNamespacedService({ name: BACKEND_SERVICE, namespace: ns });
 
       const state = await windowSettled(env, ns, "1");
       assert.equal(state.result, "Done", JSON.stringify(state.failure));
       assert.equal(state.maintenanceOwned, true);
+      // Once the Ingress is switched, the step gives the Ingress controllers their second (--ingress-propagation) before any pod stops.
+      assert.ok((state.timings["maintenance-on"] ?? 0) >= 1000, `maintenance-on took ${state.timings["maintenance-on"]} ms`);
       const after = await pollUntil(
         async () => {
           const i = await rawIngress(env, ns, "shop");

@@ -1,8 +1,7 @@
 import { strict as assert } from "node:assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,16 +10,14 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import WebSocket, { WebSocketServer } from "ws";
 import { projectRoot } from "../../src/local/paths.js";
-import { run } from "../../src/util/exec.js";
 import { freePort } from "../../src/util/net.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
 import { MountedConfigMap } from "../../src/local/mounted-configmap.js";
+import { dumpDom, screenshot } from "../support/chromium.js";
 
 const MESSAGE = "Back at 10:30 after a database upgrade";
 const PROGRESS = JSON.stringify({ version: "8", step: "migrate", index: 5, of: 9, startedAt: "2026-11-24T10:00:00Z" });
 const TOKEN = "bypass-token-for-the-test-0123456789";
-const ARTIFACTS = join(projectRoot, ".artifacts");
-const BROWSER = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
 /** The app behind the sidecar: hello, a slow streamed answer, an echo of any body, a websocket echo. */
 async function startApp(): Promise<{ port: number; firstByteAt: () => number | undefined; close(): Promise<void> }> {
@@ -178,22 +175,14 @@ describe("the maintenance page and sidecar over real HTTP", function () {
   });
 
   it("shows the page in headless Chromium; the screenshot is saved and reads back with the message", async function () {
-    if (!BROWSER) throw new Error("Chromium is not installed (apt-get install chromium); .ci/run installs it");
     this.timeout(120_000);
     await flip(mount, sidecar.url, true);
-    await mkdir(ARTIFACTS, { recursive: true });
-    const shot = join(ARTIFACTS, "maintenance-page.png");
-    const profile = await mkdtemp(join(tmpdir(), "schema-gate-chromium-"));
-    const flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", `--user-data-dir=${profile}`];
-    const dom = await run(BROWSER, [...flags, "--dump-dom", `${sidecar.url}/`], { timeoutMs: 60_000 });
-    assert.match(dom.stdout, /<h1>Down for maintenance<\/h1>/);
-    assert.match(dom.stdout, new RegExp(MESSAGE));
-    assert.match(dom.stdout, /Upgrading the database \(step 5 of 9\)/);
-    await run(BROWSER, [...flags, "--window-size=1024,640", `--screenshot=${shot}`, `${sidecar.url}/`], { timeoutMs: 60_000 });
-    assert.ok((await stat(shot)).size > 5_000, "a real screenshot was written");
-    console.log(`      screenshot: ${shot}`);
-    const ocr = await run("tesseract", [shot, "-"], { timeoutMs: 60_000 });
-    const text = ocr.stdout.replace(/\s+/g, " ");
+    const dom = await dumpDom(`${sidecar.url}/`);
+    assert.match(dom, /<h1>Down for maintenance<\/h1>/);
+    assert.match(dom, new RegExp(MESSAGE));
+    assert.match(dom, /Upgrading the database \(step 5 of 9\)/);
+    const { path, text } = await screenshot(`${sidecar.url}/`, "maintenance-page.png");
+    console.log(`      screenshot: ${path}`);
     assert.match(text, /Down for maintenance/i, `OCR read: ${text}`);
     assert.match(text, /after a database upgrade/i, `OCR read: ${text}`);
     await flip(mount, sidecar.url, false);

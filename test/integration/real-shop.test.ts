@@ -13,6 +13,7 @@ import {
   itemsLocks,
   loggedAt,
   pollService,
+  runs,
   realShopValues,
   serviceAnswers,
   shopAppImage,
@@ -26,17 +27,6 @@ const V1 = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL D
 const V2 = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;" };
 const SLOW_MS = 6000;
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)}s`;
-
-/** Runs of the same outcome, e.g. "version 1 x31, ECONNREFUSED x40, version 2 x12". */
-function runs(polls: Poll[]): string {
-  const out: Array<{ outcome: string; n: number }> = [];
-  for (const { outcome } of polls) {
-    const last = out[out.length - 1];
-    if (last?.outcome === outcome) last.n++;
-    else out.push({ outcome, n: 1 });
-  }
-  return out.map((r) => `${r.outcome} x${r.n}`).join(", ");
-}
 
 describe("real shop: the shop chart's services as real pods on the real node, through a window", function () {
   let env: TestEnv;

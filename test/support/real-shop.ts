@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { request } from "node:http";
+import { request, type IncomingHttpHeaders } from "node:http";
 import pg from "pg";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
@@ -23,19 +23,21 @@ export function realShopValues(node: RealNode, appImage: string, version: string
 export interface Answer {
   status: number;
   body: any;
+  headers: IncomingHttpHeaders;
 }
 
 /** GET over a fresh connection (no keep-alive, so each request is balanced anew). */
-export function get(host: string, port: number, path: string, timeoutMs = 10_000): Promise<Answer> {
+export function get(host: string, port: number, path: string, timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, agent: false, timeout: timeoutMs }, (res) => {
+    const req = request({ host, port, path, headers, agent: false, timeout: timeoutMs }, (res) => {
       let body = "";
       res.on("data", (chunk) => (body += chunk));
       res.on("end", () => {
+        const answer = { status: res.statusCode ?? 0, headers: res.headers };
         try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) });
+          resolve({ ...answer, body: JSON.parse(body) });
         } catch {
-          resolve({ status: res.statusCode ?? 0, body });
+          resolve({ ...answer, body });
         }
       });
     });
@@ -114,20 +116,35 @@ export interface Poll {
   outcome: string;
 }
 
-/** GET / on `ip` every `everyMs` until stopped; each outcome is the version that answered or the error. */
-export function pollService(ip: string, everyMs = 100): { stop: () => Promise<Poll[]> } {
+/** Calls `probe` every `everyMs` (one at a time) until stopped; records each outcome it names. */
+export function pollEvery(probe: () => Promise<string>, everyMs = 100): { stop: () => Promise<Poll[]> } {
   const polls: Poll[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
       const at = Date.now();
-      const outcome = await get(ip, 80, "/", 1000).then(
-        (a) => (a.status === 200 ? `version ${a.body.version}` : `HTTP ${a.status}`),
-        (e: NodeJS.ErrnoException) => e.code ?? "timeout",
-      );
-      polls.push({ at, outcome });
+      polls.push({ at, outcome: await probe() });
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, everyMs - (Date.now() - at))));
     }
   })();
   return { stop: async () => ((running = false), await loop, polls) };
+}
+
+/** GET / on `ip` every `everyMs` until stopped; each outcome is the version that answered or the error. */
+export function pollService(ip: string, everyMs = 100): { stop: () => Promise<Poll[]> } {
+  return pollEvery(() => get(ip, 80, "/", 1000).then(
+    (a) => (a.status === 200 ? `version ${a.body.version}` : `HTTP ${a.status}`),
+    (e: NodeJS.ErrnoException) => e.code ?? "timeout",
+  ), everyMs);
+}
+
+/** Runs of the same outcome, e.g. "version 1 x31, ECONNREFUSED x40, version 2 x12". */
+export function runs(polls: Poll[]): string {
+  const out: Array<{ outcome: string; n: number }> = [];
+  for (const { outcome } of polls) {
+    const last = out[out.length - 1];
+    if (last?.outcome === outcome) last.n++;
+    else out.push({ outcome, n: 1 });
+  }
+  return out.map((r) => `${r.outcome} x${r.n}`).join(", ");
 }

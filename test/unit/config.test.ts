@@ -23,3 +23,15 @@ describe("serve configuration: the maintenance backend's placement", () => {
         message.test(e.message) && e.message.startsWith("--backend-placement: ") && e.message.includes('"nodeSelector":{"pool":"web"}')));
   }
 });
+
+describe("serve configuration: how long Ingress controllers get to follow a switch", () => {
+  it("is 2 s unless given; a fraction is kept", () => {
+    assert.equal(readServeConfig({}, {}).ingressPropagationSeconds, 2);
+    assert.equal(readServeConfig({ ingressPropagation: "0.5" }, {}).ingressPropagationSeconds, 0.5);
+    assert.equal(readServeConfig({ ingressPropagation: "0" }, {}).ingressPropagationSeconds, 0);
+  });
+
+  it("refuses what is not a non-negative number, naming the flag", () => {
+    assert.throws(() => readServeConfig({ ingressPropagation: "2s" }, {}), /--ingress-propagation: "2s" is not a non-negative number/);
+  });
+});

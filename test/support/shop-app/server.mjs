@@ -61,7 +61,8 @@ const server = createServer(async (req, res) => {
   const send = (status, body) => res.writeHead(status, { "content-type": "application/json", ...(terminating ? { connection: "close" } : {}) })
     .end(JSON.stringify(body));
   try {
-    const body = route ? await route(req.url) : { error: "not found" };
+    // Any other path: 404 naming the service, so a router's choice of backend shows.
+    const body = route ? await route(req.url) : { error: "not found", service };
     send(route ? 200 : 404, body);
   } catch (error) {
     send(500, { error: String(error) });
