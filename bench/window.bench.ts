@@ -14,13 +14,41 @@ import { formatMs } from "../src/core/window.js";
 import { pollUntil } from "../src/util/wait.js";
 import { startGate, waitForWebhooks } from "../test/support/gate.js";
 import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
+import { requireRealNode, testAppImage } from "../test/support/real-node.js";
 import { shopDatabase, windowSettled } from "../test/support/shop.js";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;
 const MIGRATION = "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;";
 
-function deployments(count: number, version: string, optIn: boolean): string {
+/**
+ * Where the pods run: kwok nodes (pods Ready at once), or with BENCH_REAL_NODE=1 the local
+ * cluster's real node, as real containers of a small app that keeps a PostgreSQL pool open,
+ * is Ready when it answers HTTP and closes its pool on SIGTERM.
+ */
+let podSpec: (version: string, url: string) => Record<string, unknown> = (version) => ({
+  containers: [{ name: "app", image: `registry.example/svc:${version}` }],
+});
+
+/** Where pods reach PostgreSQL (the bridge address on the real node). */
+let dbHost: string | undefined;
+
+async function useRealNode(env: TestEnv): Promise<void> {
+  const node = requireRealNode(env);
+  const image = (await testAppImage(node)).name;
+  dbHost = node.hostAddress;
+  podSpec = (version, url) => ({
+    ...node.placement,
+    terminationGracePeriodSeconds: 10,
+    containers: [{
+      name: "app", image, imagePullPolicy: "Never",
+      env: [{ name: "DATABASE_URL", value: url }, { name: "SCHEMA_VERSION", value: version }],
+      readinessProbe: { httpGet: { path: "/healthz", port: 8080 }, periodSeconds: 1 },
+    }],
+  });
+}
+
+function deployments(count: number, version: string, optIn: boolean, url: string): string {
   return Array.from({ length: count }, (_, i) => ({
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -33,7 +61,7 @@ function deployments(count: number, version: string, optIn: boolean): string {
     spec: {
       replicas: 1,
       selector: { matchLabels: { app: `svc-${i}` } },
-      template: { metadata: { labels: { app: `svc-${i}` } }, spec: { containers: [{ name: "app", image: `registry.example/svc:${version}` }] } },
+      template: { metadata: { labels: { app: `svc-${i}`, version } }, spec: podSpec(version, url) },
     },
   })).map((d) => YAML.stringify(d)).join("---\n");
 }
@@ -46,10 +74,10 @@ async function watchPods(env: TestEnv, ns: string, count: number, version: strin
   let firstGone = 0;
   const newReady = await pollUntil(async () => {
     const pods = (await env.core.listNamespacedPod({ namespace: ns })).items;
-    const old = pods.filter((p) => !p.spec?.containers[0]?.image?.endsWith(`:${version}`));
+    const old = pods.filter((p) => p.metadata?.labels?.version !== version);
     const serving = old.filter((p) => !p.metadata?.deletionTimestamp);
     if (serving.length < count && firstGone === 0) firstGone = Date.now();
-    const ready = pods.filter((p) => p.spec?.containers[0]?.image?.endsWith(`:${version}`) &&
+    const ready = pods.filter((p) => p.metadata?.labels?.version === version &&
       !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
     return old.length === 0 && ready.length === count ? Date.now() : undefined;
   }, { timeoutMs: 300_000, intervalMs: 25, what: `${count} pods of version ${version} to be Ready` });
@@ -59,14 +87,14 @@ async function watchPods(env: TestEnv, ns: string, count: number, version: strin
 async function gateWindow(env: TestEnv, count: number): Promise<Record<string, number>> {
   const ns = await testNamespace(`bench-gate-${count}`);
   await waitForWebhooks(env, ns);
-  await shopDatabase(env, ns);
+  const { url } = await shopDatabase(env, ns, dbHost);
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;" }));
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true));
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true, url));
   await windowSettled(env, ns, "1", 300_000);
   await watchPods(env, ns, count, "1");
 
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;", "002-stock.sql": MIGRATION }));
-  const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", true));
+  const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", true, url));
   let submitted = 0;
   void applied.then(() => (submitted = Date.now()));
   const { firstGone: started, newReady } = await watchPods(env, ns, count, "2");
@@ -99,8 +127,8 @@ async function gateWindow(env: TestEnv, count: number): Promise<Record<string, n
 
 async function scripted(env: TestEnv, count: number): Promise<Record<string, number>> {
   const ns = await testNamespace(`bench-script-${count}`);
-  const { url } = await shopDatabase(env, ns);
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false));
+  const { url } = await shopDatabase(env, ns, dbHost);
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false, url));
   await watchPods(env, ns, count, "1");
 
   const deleted = env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
@@ -118,13 +146,16 @@ async function scripted(env: TestEnv, count: number): Promise<Record<string, num
   await client.query(MIGRATION);
   await client.end();
   const migrated = Date.now();
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", false));
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", false, url));
   const { newReady } = await watchPods(env, ns, count, "2");
   return { downtime: newReady - started, drain: gone - started, migrate: migrated - gone, readiness: newReady - migrated };
 }
 
 const env = await testEnv();
 try {
+  const onRealNode = process.env.BENCH_REAL_NODE === "1";
+  if (onRealNode) await useRealNode(env);
+  console.log(`pods on ${onRealNode ? `the real node (real containers, real termination): ${env.cluster.realNode?.name}` : "kwok nodes (BENCH_REAL_NODE=1 for the real node)"}`);
   await startGate(env, ["--settle", String(SETTLE_SECONDS), "--lease-duration", "3", "--log-level", "warn"]);
   console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE; gate settle ${SETTLE_SECONDS}s`);
   const rows: string[][] = [];
