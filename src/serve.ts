@@ -7,6 +7,7 @@ import { cachedAdmissionContext } from "./k8s/group-view.js";
 import { startLeaderElection } from "./k8s/leader.js";
 import { startInformer, type WatchedCache } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
+import { trimConfigMap, trimDeployment, trimIngress } from "./k8s/trim.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { startMaintenanceController } from "./maintenance/controller.js";
@@ -23,30 +24,31 @@ export interface Gate {
 
 type Deployments = WatchedCache<k8s.V1Deployment>;
 
-/** The caches only the controller side reads: maintenance flags (by name) and Ingresses. */
+/** The caches only the controller side reads: maintenance flags (by name) and Ingresses, trimmed to what is read (trim.ts). */
 async function controllerCaches(kc: k8s.KubeConfig, log: Logger) {
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const networking = kc.makeApiClient(k8s.NetworkingV1Api);
-  const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
+  const flagSelector = `metadata.name=${FLAG_NAME}`;
   const [flags, ingresses] = await Promise.all([
     startInformer<k8s.V1ConfigMap>(
-      kc, `/api/v1/configmaps?${flagSelector}`,
-      () => core.listConfigMapForAllNamespaces({ fieldSelector: `metadata.name=${FLAG_NAME}` }),
-      log.child({ informer: "maintenance-flags" }),
+      kc, "/api/v1/configmaps", (page) => core.listConfigMapForAllNamespaces({ ...page, fieldSelector: flagSelector }),
+      log.child({ informer: "maintenance-flags" }), undefined, { transform: trimConfigMap, fieldSelector: flagSelector },
     ),
     startInformer<k8s.V1Ingress>(
-      kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(),
-      log.child({ informer: "ingresses" }),
+      kc, "/apis/networking.k8s.io/v1/ingresses", (page) => networking.listIngressForAllNamespaces(page),
+      log.child({ informer: "ingresses" }), undefined, { transform: trimIngress },
     ),
   ]);
   return { flags, ingresses };
 }
 
+type ControllerCaches = Awaited<ReturnType<typeof controllerCaches>>;
+
 /** Leader election, and under it the window and maintenance controllers. */
 function startControllers(
   kc: k8s.KubeConfig,
   config: ServeConfig,
-  caches: { deployments: Deployments; flags: WatchedCache<k8s.V1ConfigMap>; ingresses: WatchedCache<k8s.V1Ingress> },
+  caches: ControllerCaches & { deployments: Deployments },
   metrics: Metrics,
   image: string | undefined,
   log: Logger,
@@ -93,7 +95,8 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   const metrics = createMetrics();
 
   const deployments = await startInformer<k8s.V1Deployment>(
-    kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
+    kc, "/apis/apps/v1/deployments", (page) => apps.listDeploymentForAllNamespaces(page), log.child({ informer: "deployments" }),
+    undefined, { transform: trimDeployment },
   );
   const image = config.image ?? (await ownImage(kc, config, log));
   const caches = config.controller ? await controllerCaches(kc, log) : undefined;
@@ -118,7 +121,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     mutateIngress,
     metrics,
     log: log.child({ component: "webhook" }),
-    cachesReady: () => deployments.synced() && (flags?.synced() ?? true),
+    cachesReady: () => [deployments, ...Object.values(caches ?? {})].every((cache) => cache.synced()),
     tlsReady: () => certs.healthy(),
   });
   const server: RunningServer = await serveHttps(app, certs, { host: config.host, port: config.port });
@@ -131,8 +134,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
       await controllers?.stop();
       await server.close();
       await deployments.stop();
-      await caches?.flags.stop();
-      await caches?.ingresses.stop();
+      await Promise.all(Object.values(caches ?? {}).map((cache) => cache.stop()));
       log.info("schema-gate stopped");
     },
   };
