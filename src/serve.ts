@@ -7,7 +7,7 @@ import { cachedAdmissionContext } from "./k8s/group-view.js";
 import { startLeaderElection } from "./k8s/leader.js";
 import { startInformer, type WatchedCache } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
-import { trimConfigMap, trimDeployment, trimIngress } from "./k8s/trim.js";
+import { trimConfigMap, trimCronJob, trimDeployment, trimIngress, trimPod } from "./k8s/trim.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { startMaintenanceController } from "./maintenance/controller.js";
@@ -24,12 +24,19 @@ export interface Gate {
 
 type Deployments = WatchedCache<k8s.V1Deployment>;
 
-/** The caches only the controller side reads: maintenance flags (by name) and Ingresses, trimmed to what is read (trim.ts). */
+/** Pods that can still hold a connection: ended ones leave the cache (they arrive as deletions). */
+const LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed";
+
+/**
+ * The caches only the controller side reads: maintenance flags (by name), Ingresses, and
+ * the pods and CronJobs the drain step waits on. Each keeps only what is read (trim.ts).
+ */
 async function controllerCaches(kc: k8s.KubeConfig, log: Logger) {
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const networking = kc.makeApiClient(k8s.NetworkingV1Api);
+  const batch = kc.makeApiClient(k8s.BatchV1Api);
   const flagSelector = `metadata.name=${FLAG_NAME}`;
-  const [flags, ingresses] = await Promise.all([
+  const [flags, ingresses, pods, cronJobs] = await Promise.all([
     startInformer<k8s.V1ConfigMap>(
       kc, "/api/v1/configmaps", (page) => core.listConfigMapForAllNamespaces({ ...page, fieldSelector: flagSelector }),
       log.child({ informer: "maintenance-flags" }), undefined, { transform: trimConfigMap, fieldSelector: flagSelector },
@@ -38,8 +45,16 @@ async function controllerCaches(kc: k8s.KubeConfig, log: Logger) {
       kc, "/apis/networking.k8s.io/v1/ingresses", (page) => networking.listIngressForAllNamespaces(page),
       log.child({ informer: "ingresses" }), undefined, { transform: trimIngress },
     ),
+    startInformer<k8s.V1Pod>(
+      kc, "/api/v1/pods", (page) => core.listPodForAllNamespaces({ ...page, fieldSelector: LIVE_PODS }),
+      log.child({ informer: "pods" }), undefined, { transform: trimPod, fieldSelector: LIVE_PODS },
+    ),
+    startInformer<k8s.V1CronJob>(
+      kc, "/apis/batch/v1/cronjobs", (page) => batch.listCronJobForAllNamespaces(page),
+      log.child({ informer: "cronjobs" }), undefined, { transform: trimCronJob },
+    ),
   ]);
-  return { flags, ingresses };
+  return { flags, ingresses, pods, cronJobs };
 }
 
 type ControllerCaches = Awaited<ReturnType<typeof controllerCaches>>;
@@ -65,13 +80,13 @@ function startControllers(
   );
   leadership.onLost(() => log.warn("window and maintenance controllers paused: leadership lost; they resume if this replica leads again"));
   const events = eventRecorder(kc, "schema-gate", log);
-  const { deployments, flags, ingresses } = caches;
+  const { deployments, flags, ingresses, pods, cronJobs } = caches;
   const maintenance = startMaintenanceController({
     kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), log: log.child({ component: "maintenance" }),
   });
   const window = startWindowController({
     kc,
-    deployments,
+    caches: { deployments, pods, cronJobs },
     leadership,
     events,
     maintenance: new FlagSwitch(kc, ingresses),

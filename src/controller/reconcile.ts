@@ -16,7 +16,7 @@ import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
-import { askRunner, STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, STEP_BODIES, WAITING_STEPS, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -36,9 +36,11 @@ export async function reconcileGroup(
 ): Promise<Result> {
   const deps = fence(unfenced);
   if (!deps.leading()) return DONE;
-  const [group, stored] = await Promise.all([deps.members.read(namespace, name), deps.records.read(namespace, name)]);
+  const stored = await deps.records.read(namespace, name);
   const state = stored.state;
-  if (!state || state.result) return considerOpening(deps, group, stored, memory);
+  if (!state || state.result) return considerOpening(deps, await deps.members.read(namespace, name), stored, memory);
+  // A waiting step is looked at every few hundred ms: from the caches, not a LIST each time.
+  const group = WAITING_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
   const now = deps.now();
   const action = decideWindow(state, group.deployments, now);
   switch (action.kind) {
