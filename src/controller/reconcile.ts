@@ -8,7 +8,7 @@ import {
   reactToFailure,
   retryWindow,
 } from "../core/window-policy.js";
-import { decideWindow, formatMs, StepFailure, type WindowState } from "../core/window.js";
+import { decideWindow, formatMs, planWindow, StepFailure, type WindowState } from "../core/window.js";
 import { A } from "../core/annotations.js";
 import { maskCredentials } from "../core/mask.js";
 import { isConnectionError } from "../db/errors.js";
@@ -38,7 +38,13 @@ export async function reconcileGroup(
   if (!deps.leading()) return DONE;
   const stored = await deps.records.read(namespace, name);
   const state = stored.state;
-  if (!state || state.result) return considerOpening(deps, await deps.members.read(namespace, name), stored, memory);
+  if (!state || state.result) {
+    // Most passes (every event of an opted-in member) find nothing held: the cache says so
+    // without a LIST. A member held since shows in the cache, and its event kicks a pass.
+    const cached = deps.members.cached(namespace, name);
+    const group = planWindow(cached.deployments).kind === "none" ? cached : await deps.members.read(namespace, name);
+    return considerOpening(deps, group, stored, memory);
+  }
   // A waiting step is looked at every few hundred ms: from the caches, not a LIST each time.
   const group = WAITING_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
   const now = deps.now();

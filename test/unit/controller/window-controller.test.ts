@@ -327,4 +327,12 @@ describe("the window controller, driven with fakes", () => {
     assertDone(world);
     assert.deepEqual(confirmed, { drain: true, readiness: true }, "each ended only once the API showed it");
   });
+
+  it("reads no member from the API for a group the cache shows with nothing held", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    world.apiReads = [];
+    assert.deepEqual(await reconcileGroup(world.deps(), NAMESPACE, GROUP, {}), {});
+    assert.deepEqual(world.apiReads, []);
+  });
 });
