@@ -7,6 +7,7 @@ import { cachedAdmissionContext } from "./k8s/group-view.js";
 import { startLeaderElection } from "./k8s/leader.js";
 import { startInformer, type WatchedCache } from "./k8s/informer.js";
 import { startScaleGuard } from "./k8s/scale-guard.js";
+import { trimConfigMap, trimCronJob, trimDeployment, trimIngress, trimPod } from "./k8s/trim.js";
 import { loadKubeConfig } from "./k8s/kubeconfig.js";
 import type { Logger } from "./logger.js";
 import { startMaintenanceController } from "./maintenance/controller.js";
@@ -23,30 +24,46 @@ export interface Gate {
 
 type Deployments = WatchedCache<k8s.V1Deployment>;
 
-/** The caches only the controller side reads: maintenance flags (by name) and Ingresses. */
+/** Pods that can still hold a connection: ended ones leave the cache (they arrive as deletions). */
+const LIVE_PODS = "status.phase!=Succeeded,status.phase!=Failed";
+
+/**
+ * The caches only the controller side reads: maintenance flags (by name), Ingresses, and
+ * the pods and CronJobs the drain step waits on. Each keeps only what is read (trim.ts).
+ */
 async function controllerCaches(kc: k8s.KubeConfig, log: Logger) {
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const networking = kc.makeApiClient(k8s.NetworkingV1Api);
-  const flagSelector = `fieldSelector=${encodeURIComponent(`metadata.name=${FLAG_NAME}`)}`;
-  const [flags, ingresses] = await Promise.all([
+  const batch = kc.makeApiClient(k8s.BatchV1Api);
+  const flagSelector = `metadata.name=${FLAG_NAME}`;
+  const [flags, ingresses, pods, cronJobs] = await Promise.all([
     startInformer<k8s.V1ConfigMap>(
-      kc, `/api/v1/configmaps?${flagSelector}`,
-      () => core.listConfigMapForAllNamespaces({ fieldSelector: `metadata.name=${FLAG_NAME}` }),
-      log.child({ informer: "maintenance-flags" }),
+      kc, "/api/v1/configmaps", (page) => core.listConfigMapForAllNamespaces({ ...page, fieldSelector: flagSelector }),
+      log.child({ informer: "maintenance-flags" }), undefined, { transform: trimConfigMap, fieldSelector: flagSelector },
     ),
     startInformer<k8s.V1Ingress>(
-      kc, "/apis/networking.k8s.io/v1/ingresses", () => networking.listIngressForAllNamespaces(),
-      log.child({ informer: "ingresses" }),
+      kc, "/apis/networking.k8s.io/v1/ingresses", (page) => networking.listIngressForAllNamespaces(page),
+      log.child({ informer: "ingresses" }), undefined, { transform: trimIngress },
+    ),
+    startInformer<k8s.V1Pod>(
+      kc, "/api/v1/pods", (page) => core.listPodForAllNamespaces({ ...page, fieldSelector: LIVE_PODS }),
+      log.child({ informer: "pods" }), undefined, { transform: trimPod, fieldSelector: LIVE_PODS },
+    ),
+    startInformer<k8s.V1CronJob>(
+      kc, "/apis/batch/v1/cronjobs", (page) => batch.listCronJobForAllNamespaces(page),
+      log.child({ informer: "cronjobs" }), undefined, { transform: trimCronJob },
     ),
   ]);
-  return { flags, ingresses };
+  return { flags, ingresses, pods, cronJobs };
 }
+
+type ControllerCaches = Awaited<ReturnType<typeof controllerCaches>>;
 
 /** Leader election, and under it the window and maintenance controllers. */
 function startControllers(
   kc: k8s.KubeConfig,
   config: ServeConfig,
-  caches: { deployments: Deployments; flags: WatchedCache<k8s.V1ConfigMap>; ingresses: WatchedCache<k8s.V1Ingress> },
+  caches: ControllerCaches & { deployments: Deployments },
   metrics: Metrics,
   image: string | undefined,
   log: Logger,
@@ -63,7 +80,7 @@ function startControllers(
   );
   leadership.onLost(() => log.warn("window and maintenance controllers paused: leadership lost; they resume if this replica leads again"));
   const events = eventRecorder(kc, "schema-gate", log);
-  const { deployments, flags, ingresses } = caches;
+  const { deployments, flags, ingresses, pods, cronJobs } = caches;
   const maintenance = startMaintenanceController({
     kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
     backendDrainSeconds: config.ingressPropagationSeconds,
@@ -72,7 +89,7 @@ function startControllers(
   const scaleGuard = startScaleGuard(kc, deployments, config.webhookConfigName, leadership, log.child({ component: "scale-guard" }));
   const window = startWindowController({
     kc,
-    deployments,
+    caches: { deployments, pods, cronJobs },
     leadership,
     events,
     maintenance: new FlagSwitch(kc, ingresses, { propagationMs: config.ingressPropagationSeconds * 1000 }),
@@ -97,7 +114,8 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
   const metrics = createMetrics();
 
   const deployments = await startInformer<k8s.V1Deployment>(
-    kc, "/apis/apps/v1/deployments", () => apps.listDeploymentForAllNamespaces(), log.child({ informer: "deployments" }),
+    kc, "/apis/apps/v1/deployments", (page) => apps.listDeploymentForAllNamespaces(page), log.child({ informer: "deployments" }),
+    undefined, { transform: trimDeployment },
   );
   const image = config.image ?? (await ownImage(kc, config, log));
   const caches = config.controller ? await controllerCaches(kc, log) : undefined;
@@ -122,7 +140,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
     mutateIngress,
     metrics,
     log: log.child({ component: "webhook" }),
-    cachesReady: () => deployments.synced() && (flags?.synced() ?? true),
+    cachesReady: () => [deployments, ...Object.values(caches ?? {})].every((cache) => cache.synced()),
     tlsReady: () => certs.healthy(),
   });
   const server: RunningServer = await serveHttps(app, certs, { host: config.host, port: config.port });
@@ -134,8 +152,7 @@ export async function serve(config: ServeConfig, log: Logger): Promise<Gate> {
       await controllers?.stop();
       await server.close();
       await deployments.stop();
-      await caches?.flags.stop();
-      await caches?.ingresses.stop();
+      await Promise.all(Object.values(caches ?? {}).map((cache) => cache.stop()));
       log.info("schema-gate stopped");
     },
   };

@@ -34,7 +34,14 @@ export interface WindowRecords {
 }
 
 export interface GroupMembers {
+  /** The group as the API has it, whole objects: what every pass that decides or writes reads. */
   read(namespace: string, group: string): Promise<Group>;
+  /**
+   * The group from the informer cache, for the passes that only wait (drain, a Job,
+   * readiness): no LIST every poll. Its Deployments are trimmed (no pod template beyond
+   * container names) and may lag the API; a wait ends only once the API confirms it.
+   */
+  cached(namespace: string, group: string): Group;
   /**
    * Writes `patchFor`'s patch to every member it gives one for, each guarded by the
    * resourceVersion it was read at; members changed meanwhile are read again and
@@ -43,8 +50,8 @@ export interface GroupMembers {
   patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
   cronJobs(group: Group): Promise<k8s.V1CronJob[]>;
   patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
-  /** Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating ones count). */
-  podsLeft(group: Group): Promise<string[]>;
+  /** Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating ones count), from the caches or the API. */
+  podsLeft(group: Group, from: "cache" | "api"): Promise<string[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
 }
 
@@ -123,6 +130,7 @@ export function fence(deps: WindowDeps): WindowDeps {
     records: { read: records.read.bind(records), save: guard(records.save.bind(records)) },
     members: {
       read: members.read.bind(members),
+      cached: members.cached.bind(members),
       cronJobs: members.cronJobs.bind(members),
       podsLeft: members.podsLeft.bind(members),
       replicaSets: members.replicaSets.bind(members),

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { maskCredentials } from "../core/mask.js";
 import { buildMigrationJob } from "../core/migration-job.js";
 import type { Runner } from "../core/member-spec.js";
-import { migrationJobName, type WindowState } from "../core/window.js";
+import { migrationJobName, StepFailure, type WindowState } from "../core/window.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { JobState, MigrationJobs } from "./deps.js";
 
@@ -12,17 +12,25 @@ import type { JobState, MigrationJobs } from "./deps.js";
  * reported with its reason and the tail of its pod's log.
  */
 export class JobRunner implements MigrationJobs {
+  private readonly apps: k8s.AppsV1Api;
   private readonly batch: k8s.BatchV1Api;
   private readonly core: k8s.CoreV1Api;
 
   constructor(kc: k8s.KubeConfig) {
+    this.apps = kc.makeApiClient(k8s.AppsV1Api);
     this.batch = kc.makeApiClient(k8s.BatchV1Api);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
   }
 
+  /** The owner is read again from the API: the Job takes its whole pod template, which the caches do not keep. */
   async ensure(owner: k8s.V1Deployment, state: WindowState, runner: Extract<Runner, { kind: "job" }>, deadline: number): Promise<string> {
     const namespace = owner.metadata!.namespace!;
-    const body = buildMigrationJob(owner, state, runner, (deadline - Date.now()) / 1000) as k8s.V1Job;
+    const name = owner.metadata!.name!;
+    const whole = await this.apps.readNamespacedDeployment({ name, namespace }).catch((error: unknown) => {
+      if (apiStatus(error) === 404) throw new StepFailure(`deployment ${namespace}/${name}, whose template the migration Job uses, no longer exists`);
+      throw error;
+    });
+    const body = buildMigrationJob(whole, state, runner, (deadline - Date.now()) / 1000) as k8s.V1Job;
     try {
       await this.batch.createNamespacedJob({ namespace, body });
     } catch (error) {

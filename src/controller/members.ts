@@ -6,15 +6,28 @@ import { podsBlockingDrain } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
+import type { WatchedCache } from "../k8s/informer.js";
 import type { Group, GroupMembers } from "./deps.js";
 
-/** A group's members against the API: Deployments, CronJobs, pods and ReplicaSets, read fresh (never a stale cache). */
+/** The informers a window's waiting passes read instead of listing (trimmed objects, see k8s/trim.ts). */
+export interface MemberCaches {
+  deployments: WatchedCache<k8s.V1Deployment>;
+  pods: WatchedCache<k8s.V1Pod>;
+  cronJobs: WatchedCache<k8s.V1CronJob>;
+}
+
+const ofGroup = (cronJobs: readonly k8s.V1CronJob[], group: Group) => cronJobs.filter((c) => annotationsOf(c)[A.database] === group.name);
+
+/**
+ * A group's members: Deployments, CronJobs, pods and ReplicaSets read fresh from the API
+ * for every decision and write, and from the caches for the passes that only wait.
+ */
 export class Members implements GroupMembers {
   private readonly apps: k8s.AppsV1Api;
   private readonly batch: k8s.BatchV1Api;
   private readonly core: k8s.CoreV1Api;
 
-  constructor(kc: k8s.KubeConfig) {
+  constructor(kc: k8s.KubeConfig, private readonly caches: MemberCaches) {
     this.apps = kc.makeApiClient(k8s.AppsV1Api);
     this.batch = kc.makeApiClient(k8s.BatchV1Api);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
@@ -25,9 +38,13 @@ export class Members implements GroupMembers {
     return { namespace, name: group, deployments: groupMembers(list.items, group) };
   }
 
+  cached(namespace: string, group: string): Group {
+    return { namespace, name: group, deployments: groupMembers(this.caches.deployments.list(namespace), group) };
+  }
+
   async cronJobs(group: Group): Promise<k8s.V1CronJob[]> {
     const list = await this.batch.listNamespacedCronJob({ namespace: group.namespace });
-    return list.items.filter((c) => annotationsOf(c)[A.database] === group.name);
+    return ofGroup(list.items, group);
   }
 
   async patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void> {
@@ -67,10 +84,12 @@ export class Members implements GroupMembers {
     }
   }
 
-  async podsLeft(group: Group): Promise<string[]> {
-    const [cronJobs, pods] = await Promise.all([this.cronJobs(group), this.core.listNamespacedPod({ namespace: group.namespace })]);
+  async podsLeft(group: Group, from: "cache" | "api"): Promise<string[]> {
+    const [cronJobs, pods] = from === "cache"
+      ? [ofGroup(this.caches.cronJobs.list(group.namespace), group), this.caches.pods.list(group.namespace)]
+      : await Promise.all([this.cronJobs(group), this.core.listNamespacedPod({ namespace: group.namespace }).then((list) => list.items)]);
     const runs = new Set(cronJobs.flatMap((c) => (c.status?.active ?? []).flatMap((ref) => (ref.name ? [ref.name] : []))));
-    return podsBlockingDrain(pods.items, group.deployments, runs);
+    return podsBlockingDrain(pods, group.deployments, runs);
   }
 
   async replicaSets(namespace: string): Promise<ReplicaSetLike[]> {

@@ -9,7 +9,7 @@ import {
   reactToFailure,
   retryWindow,
 } from "../core/window-policy.js";
-import { decideWindow, formatMs, StepFailure, type WindowState } from "../core/window.js";
+import { decideWindow, formatMs, planWindow, StepFailure, type WindowState } from "../core/window.js";
 import { A } from "../core/annotations.js";
 import { maskCredentials } from "../core/mask.js";
 import { isConnectionError } from "../db/errors.js";
@@ -18,7 +18,7 @@ import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
-import { askRunner, STEP_BODIES, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, STEP_BODIES, WAITING_STEPS, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -38,10 +38,20 @@ export async function reconcileGroup(
 ): Promise<Result> {
   const deps = fence(unfenced);
   if (!deps.leading()) return DONE;
-  const [group, stored] = await Promise.all([deps.members.read(namespace, name), deps.records.read(namespace, name)]);
+  const stored = await deps.records.read(namespace, name);
   const state = stored.state;
-  if (state?.poolerPaused && !poolerStaysPaused(state)) return resumeThePooler(deps, group, state, stored.version!, memory);
-  if (!state || state.result) return considerOpening(deps, group, stored, memory);
+  if (state?.poolerPaused && !poolerStaysPaused(state)) {
+    return resumeThePooler(deps, await deps.members.read(namespace, name), state, stored.version!, memory);
+  }
+  if (!state || state.result) {
+    // Most passes (every event of an opted-in member) find nothing held: the cache says so
+    // without a LIST. A member held since shows in the cache, and its event kicks a pass.
+    const cached = deps.members.cached(namespace, name);
+    const group = planWindow(cached.deployments).kind === "none" ? cached : await deps.members.read(namespace, name);
+    return considerOpening(deps, group, stored, memory);
+  }
+  // A waiting step is looked at every few hundred ms: from the caches, not a LIST each time.
+  const group = WAITING_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
   const now = deps.now();
   const action = decideWindow(state, group.deployments, now);
   switch (action.kind) {

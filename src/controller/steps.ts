@@ -65,9 +65,20 @@ async function quiesce({ deps, group, state }: StepContext): Promise<StepResult>
   return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()) });
 }
 
-/** Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow expires it). */
+/**
+ * The steps whose passes mostly wait and are looked at every POLL_MS: they read the group
+ * from the caches, and end only once the API confirms what the caches show.
+ */
+export const WAITING_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "migrate", "readiness"]);
+
+/**
+ * Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow
+ * expires it). The caches say when; one read of the API confirms, so a pod the pod cache
+ * has not seen yet cannot end the drain.
+ */
 async function drain({ deps, group }: StepContext): Promise<StepResult> {
-  return (await deps.members.podsLeft(group)).length === 0 ? done() : wait(POLL_MS);
+  if ((await deps.members.podsLeft(group, "cache")).length > 0) return wait(POLL_MS);
+  return (await deps.members.podsLeft(group, "api")).length === 0 ? done() : wait(POLL_MS);
 }
 
 /** The group as the database knows it (its advisory lock and its claim on the database). */
@@ -184,7 +195,9 @@ async function restore(context: StepContext): Promise<StepResult> {
 
 /** Waits, bounded, for the restored rollouts; the migration is in either way, so a slow one only warns. */
 async function readiness({ deps, group, state }: StepContext): Promise<StepResult> {
-  const waiting = names(group.deployments.filter((d) => !rolloutReady(d)));
+  let waiting = names(group.deployments.filter((d) => !rolloutReady(d)));
+  // The cache may not show the restore yet (the quiesced members look ready at zero): the API decides.
+  if (waiting.length === 0) waiting = names((await deps.members.read(group.namespace, group.name)).deployments.filter((d) => !rolloutReady(d)));
   if (waiting.length === 0) {
     if (state.quiescedAt) deps.metrics.downtime.observe((deps.now() - Date.parse(state.quiescedAt)) / 1000);
     return done();

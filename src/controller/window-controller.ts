@@ -5,7 +5,6 @@ import { annotationsOf } from "../core/objects.js";
 import { isHeld } from "../core/phase.js";
 import { windowSql } from "../db/window-database.js";
 import type { EventRecorder } from "../k8s/events.js";
-import type { WatchedCache } from "../k8s/informer.js";
 import { LostLeadership, type Leadership } from "../k8s/leader.js";
 import { databaseTarget, sqlFiles } from "../k8s/reads.js";
 import type { Logger } from "../logger.js";
@@ -14,7 +13,7 @@ import type { Metrics } from "../metrics.js";
 import { SerialWork } from "../util/serial-work.js";
 import type { Narrate, WindowDeps } from "./deps.js";
 import { JobRunner } from "./job-runner.js";
-import { Members } from "./members.js";
+import { Members, type MemberCaches } from "./members.js";
 import { DONE, type GroupMemory, type Result } from "./pass.js";
 import { progressWriter } from "./progress.js";
 import { reconcileGroup } from "./reconcile.js";
@@ -22,7 +21,7 @@ import { WindowStore } from "./window-store.js";
 
 export interface ControllerOptions {
   kc: k8s.KubeConfig;
-  deployments: WatchedCache<k8s.V1Deployment>;
+  caches: MemberCaches;
   leadership: Leadership;
   events: EventRecorder;
   maintenance: MaintenanceSwitch;
@@ -43,7 +42,8 @@ const RESYNC_MS = 2000;
  * Every pass is reconcileGroup; what a window does is decided there and in core.
  */
 export function startWindowController(options: ControllerOptions): { stop(): Promise<void> } {
-  const { deployments, leadership, log } = options;
+  const { leadership, log } = options;
+  const { deployments } = options.caches;
   const progress = progressWriter(options.maintenance, log);
   const store = new WindowStore(options.kc);
   const deps = windowDeps(options, store, progress.show);
@@ -123,7 +123,7 @@ function windowDeps(options: ControllerOptions, records: WindowStore, showProgre
   };
   return {
     records,
-    members: new Members(kc),
+    members: new Members(kc, options.caches),
     database: { ...windowSql, target: (namespace, secret) => databaseTarget(core, namespace, secret), sqlFiles: (namespace, name) => sqlFiles(core, namespace, name) },
     jobs: new JobRunner(kc),
     maintenance: options.maintenance,

@@ -10,7 +10,17 @@ export interface WatchedCache<T extends k8s.KubernetesObject> {
   stop(): Promise<void>;
 }
 
-export interface InformerOptions {
+/** One page of the initial list (the apiserver's `limit` and `continue`). */
+export interface ListPage {
+  limit: number;
+  _continue?: string;
+}
+
+export interface InformerOptions<T extends k8s.KubernetesObject = k8s.KubernetesObject> {
+  /** What the cache keeps of each object (see trim.ts); the whole object when unset. */
+  transform?: (object: T) => T;
+  /** A field selector for the list and the watch (objects leaving it arrive as deletions). */
+  fieldSelector?: string;
   /** First pause before restarting a failed watch; it doubles up to 30 s. */
   restartDelayMs?: number;
   /** How long a cache may be failing before it counts as not synced (readiness turns false). */
@@ -18,6 +28,40 @@ export interface InformerOptions {
   now?: () => number;
   /** The client's informer (a fake in unit tests). */
   make?: typeof k8s.makeInformer;
+}
+
+/** Objects per page of the initial list, as client-go's reflector pages it: the whole list is never in memory at once. */
+const PAGE_SIZE = 500;
+
+/** The client's watch, with each object transformed before the cache stores it. */
+function transformingWatch<T extends k8s.KubernetesObject>(kc: k8s.KubeConfig, transform: (object: T) => T): k8s.Watch {
+  const watch = new k8s.Watch(kc);
+  const original = watch.watch.bind(watch);
+  watch.watch = (path, query, callback, done) =>
+    original(path, query, (phase, object, raw) => {
+      // ERROR carries a Status and BOOKMARK only a resourceVersion: both pass as they are.
+      const objectEvent = phase === "ADDED" || phase === "MODIFIED" || phase === "DELETED";
+      callback(phase, objectEvent ? transform(object as T) : object, raw);
+    }, done);
+  return watch;
+}
+
+/** The initial list, page by page, each page transformed before the next is read. */
+function pagedList<T extends k8s.KubernetesObject>(
+  list: (page: ListPage) => Promise<k8s.KubernetesListObject<T>>,
+  transform: (object: T) => T,
+): () => Promise<k8s.KubernetesListObject<T>> {
+  return async () => {
+    const items: T[] = [];
+    let page: k8s.KubernetesListObject<T>;
+    let next: string | undefined;
+    do {
+      page = await list({ limit: PAGE_SIZE, ...(next ? { _continue: next } : {}) });
+      for (const item of page.items) items.push(transform(item));
+      next = page.metadata?._continue;
+    } while (next);
+    return { ...page, items };
+  };
 }
 
 /**
@@ -30,14 +74,18 @@ export interface InformerOptions {
 export async function startInformer<T extends k8s.KubernetesObject>(
   kc: k8s.KubeConfig,
   path: string,
-  list: () => Promise<k8s.KubernetesListObject<T>>,
+  list: (page: ListPage) => Promise<k8s.KubernetesListObject<T>>,
   log: Logger,
   labelSelector?: string,
-  options: InformerOptions = {},
+  options: InformerOptions<T> = {},
 ): Promise<WatchedCache<T>> {
   const now = options.now ?? (() => performance.now());
   const firstDelay = options.restartDelayMs ?? 1000;
-  const informer = (options.make ?? k8s.makeInformer)<T>(kc, path, list, labelSelector);
+  const transform = options.transform ?? ((object: T) => object);
+  const listAll = pagedList(list, transform);
+  const informer = options.make
+    ? options.make<T>(kc, path, listAll, labelSelector)
+    : new k8s.ListWatch<T>(path, transformingWatch(kc, transform), listAll, false, labelSelector, options.fieldSelector);
   let stopped = false;
   let failingSince: number | undefined;
   let restarting = false;

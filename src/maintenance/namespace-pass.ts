@@ -69,23 +69,30 @@ export async function reconcileNamespace(deps: NamespacePassDeps, namespace: str
   return settled;
 }
 
-/** Writes one Ingress's switch or restore; false when someone wrote it meanwhile (the next pass sees theirs). */
-async function writeIngress(deps: NamespacePassDeps, ingress: k8s.V1Ingress, change: IngressChange): Promise<boolean> {
-  const { name, namespace } = ingress.metadata as { name: string; namespace: string };
+/**
+ * Writes one Ingress's switch or restore; false when someone wrote it meanwhile (the next
+ * pass sees theirs). The write is a replace, so it starts from the whole object read from
+ * the API (the cache keeps neither managedFields nor kubectl's applied manifest, which a
+ * replace built from it would drop), at the version the decision was made on.
+ */
+async function writeIngress(deps: NamespacePassDeps, cached: k8s.V1Ingress, change: IngressChange): Promise<boolean> {
+  const { name, namespace } = cached.metadata as { name: string; namespace: string };
   try {
+    const ingress = await deps.networking.readNamespacedIngress({ name, namespace });
+    if (ingress.metadata?.resourceVersion !== cached.metadata?.resourceVersion) return false;
     await deps.networking.replaceNamespacedIngress({ name, namespace, body: applyIngressChange(ingress, change) });
   } catch (error) {
-    if (apiStatus(error) === 409) return false;
+    if (apiStatus(error) === 409 || apiStatus(error) === 404) return false;
     throw error;
   }
   const restored = change.originalSpec === undefined;
-  if (!restored && isSwitched(ingress)) {
+  if (!restored && isSwitched(cached)) {
     deps.log.info({ namespace, ingress: name }, "ingress changed during maintenance; kept switched, new spec recorded");
     return true;
   }
   deps.log.info({ namespace, ingress: name, restored }, restored ? "ingress restored" : "ingress switched to maintenance");
   await deps.events(
-    { kind: "Ingress", apiVersion: "networking.k8s.io/v1", name, namespace, uid: ingress.metadata?.uid },
+    { kind: "Ingress", apiVersion: "networking.k8s.io/v1", name, namespace, uid: cached.metadata?.uid },
     "Normal",
     restored ? "IngressRestored" : "IngressSwitched",
     restored

@@ -43,6 +43,8 @@ export interface WorldOptions {
   versions?: Record<string, string>;
   /** The Secret names a PgBouncer console. */
   pooler?: boolean;
+  /** How long pods take to go after a scale to zero, and to be ready after a scale up. */
+  lagMs?: number;
 }
 
 export class FakeWorld {
@@ -72,6 +74,10 @@ export class FakeWorld {
   afterFile: ((file: string) => void) | undefined;
   /** The pooler: paused or not, what was seen paused, and how many RESUMEs still fail. */
   pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0, refusesLogin: false };
+  /** The step the record was at for every read of the group or its pods from the API (not the caches). */
+  apiReads: Array<string | undefined> = [];
+  /** What the informer caches show, when a test makes them lag: else the world as it is. */
+  frozenCache?: { group: Group; pods: string[] };
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -149,18 +155,31 @@ export class FakeWorld {
     if (JSON.stringify(stored.object.spec) !== before) {
       stored.object.metadata!.generation = (stored.object.metadata!.generation ?? 0) + 1;
       const replicas = stored.object.spec?.replicas ?? 0;
-      if (replicas === 0) stored.podsGoneAt = this.now + LAG_MS;
-      else stored.readyAt = this.now + LAG_MS;
+      const lag = this.options.lagMs ?? LAG_MS;
+      if (replicas === 0) stored.podsGoneAt = this.now + lag;
+      else stored.readyAt = this.now + lag;
     }
     return true;
   }
 
-  deps(): WindowDeps {
-    const world = this;
-    const group = (): Group => ({
+  /** The group as the API would list it now. */
+  group(): Group {
+    return {
       namespace: NAMESPACE, name: GROUP,
       deployments: [...this.deployments.values()].map((s) => this.view(s)).sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!)),
-    });
+    };
+  }
+
+  /** The pods still there, as the API would list them now. */
+  podsLeft(): string[] {
+    return [...this.deployments.values()]
+      .filter((s) => (s.object.spec?.replicas ?? 0) > 0 || this.now < s.podsGoneAt)
+      .map((s) => `${s.object.metadata!.name}-pod`);
+  }
+
+  deps(): WindowDeps {
+    const world = this;
+    const group = () => world.group();
     const target = {
       host: "db", port: 5432, user: "gate", password: "x", database: "shop",
       ...(this.options.pooler ? { pooler: { consoles: [{ host: "pooler", port: 6432, user: "admin", password: "x", database: "pgbouncer" }], database: "shop" } } : {}),
@@ -177,7 +196,11 @@ export class FakeWorld {
         },
       },
       members: {
-        read: async () => group(),
+        read: async () => {
+          world.apiReads.push(world.record.state?.step);
+          return group();
+        },
+        cached: () => world.frozenCache?.group ?? group(),
         patchEach: async (g, _what, patchFor) => {
           const patched: string[] = [];
           let members = g.deployments;
@@ -197,9 +220,11 @@ export class FakeWorld {
         },
         cronJobs: async () => [],
         patchCronJob: async () => world.write(),
-        podsLeft: async () => [...world.deployments.values()]
-          .filter((s) => (s.object.spec?.replicas ?? 0) > 0 || world.now < s.podsGoneAt)
-          .map((s) => `${s.object.metadata!.name}-pod`),
+        podsLeft: async (_group, from) => {
+          if (from === "cache" && world.frozenCache) return world.frozenCache.pods;
+          if (from === "api") world.apiReads.push(world.record.state?.step);
+          return world.podsLeft();
+        },
         // A first install has no earlier ReplicaSet to return to.
         replicaSets: async () => world.options.applied === undefined ? [] : [...world.deployments.values()].map((s) => ({
           metadata: { annotations: { "deployment.kubernetes.io/revision": "1" }, ownerReferences: [{ uid: s.object.metadata!.uid! }] },

@@ -4,6 +4,7 @@ import { STEPS, StepFailure, type Step } from "../../../src/core/window.js";
 import { isBeforeCommit } from "../../../src/core/window.js";
 import { resumeStep } from "../../../src/core/window-policy.js";
 import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
+import { rolloutReady } from "../../../src/core/member-patches.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { drive, type Steps } from "./drive.js";
 import { FakeWorld } from "./fake-world.js";
@@ -275,5 +276,43 @@ describe("the window controller, driven with fakes", () => {
       assert.equal(d.spec?.replicas, 0, name);
       assert.equal(d.metadata?.annotations?.[A.phase], "Aborted", name);
     }
+  });
+
+  it("waits from the caches: drain and readiness poll them, and read the API only to confirm", async () => {
+    const world = new FakeWorld({ applied: "1", lagMs: 3000 });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    const during = (step: string) => world.apiReads.filter((s) => s === step).length;
+    assert.ok((world.record.state!.timings.drain ?? 0) >= 3000, "drain waited about 30 polls");
+    assert.equal(during("drain"), 1, "one API read confirmed the drain");
+    assert.equal(during("readiness"), 1, "one API read confirmed the rollouts");
+  });
+
+  it("ends neither the drain nor readiness on a cache that lags the API", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    const confirmed: Record<string, boolean> = {};
+    const checked = (step: "drain" | "readiness", isDone: () => boolean): StepBody => async (context) => {
+      // Caches that still show the group as it was when the window quiesced it: no pods, every member "ready" at zero.
+      world.frozenCache ??= { group: world.group(), pods: [] };
+      const result = await STEP_BODIES[step](context);
+      if (result.kind === "done") confirmed[step] = isDone();
+      return result;
+    };
+    const steps = {
+      ...STEP_BODIES,
+      drain: checked("drain", () => world.podsLeft().length === 0),
+      readiness: checked("readiness", () => MEMBERS.every((name) => rolloutReady(world.deployment(name)))),
+    };
+    assert.equal(await drive(world, world.deps(), steps), "settled");
+    assertDone(world);
+    assert.deepEqual(confirmed, { drain: true, readiness: true }, "each ended only once the API showed it");
+  });
+
+  it("reads no member from the API for a group the cache shows with nothing held", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    world.apiReads = [];
+    assert.deepEqual(await reconcileGroup(world.deps(), NAMESPACE, GROUP, {}), {});
+    assert.deepEqual(world.apiReads, []);
   });
 });
