@@ -7,7 +7,8 @@ import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
 import { rolloutReady } from "../../../src/core/member-patches.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { drive, type Steps } from "./drive.js";
-import { FakeWorld } from "./fake-world.js";
+import { reconcileGroup } from "../../../src/controller/reconcile.js";
+import { FakeWorld, GROUP, NAMESPACE } from "./fake-world.js";
 
 const MEMBERS = ["billing", "catalog", "orders"];
 const ORDER = [...STEPS, "finished"];
