@@ -1,13 +1,7 @@
 import { strict as assert } from "node:assert";
-import { cp, mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
-import YAML from "yaml";
-import type { RealNode } from "../../src/local/real-node.js";
-import { projectRoot } from "../../src/local/paths.js";
-import { run } from "../../src/util/exec.js";
+import { installGate, uninstallGate } from "../../src/local/gate-install.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
 import type { Step } from "../../src/core/window.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
@@ -16,34 +10,6 @@ import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
 import { releaseShop, shopDatabase, shopReady, windowRecord, windowSettled } from "../support/shop.js";
 
 const LEASE = "schema-gate-controller";
-
-/** manifests/ with certificates for the Service, the local image, the real node's placement and this test's namespace. */
-async function overlay(node: RealNode, image: string, namespace: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "schema-gate-in-cluster-"));
-  await cp(join(projectRoot, "manifests"), join(dir, "manifests"), { recursive: true });
-  await run("bash", [join(projectRoot, "certs", "generate.sh"), join(dir, "manifests", "tls")]);
-  const [name, tag] = [image.slice(0, image.lastIndexOf(":")), image.slice(image.lastIndexOf(":") + 1)];
-  const args = (value: string) => ({ op: "add", path: "/spec/template/spec/containers/0/args/-", value });
-  await writeFile(join(dir, "kustomization.yaml"), YAML.stringify({
-    apiVersion: "kustomize.config.k8s.io/v1beta1",
-    kind: "Kustomization",
-    resources: ["manifests"],
-    images: [{ name: "schema-gate", newName: name, newTag: tag }],
-    patches: [
-      {
-        target: { kind: "Deployment", name: "schema-gate" },
-        patch: YAML.stringify([
-          // The last of a repeated flag counts: these override the base's.
-          args(`--namespaces=${namespace}`), args("--lease-duration=3"), args("--settle=1"),
-          { op: "replace", path: "/spec/template/spec/containers/0/imagePullPolicy", value: "Never" },
-          { op: "add", path: "/spec/template/spec/nodeSelector", value: node.placement.nodeSelector },
-          { op: "add", path: "/spec/template/spec/tolerations", value: node.placement.tolerations },
-        ]),
-      },
-    ],
-  }));
-  return dir;
-}
 
 async function historyOf(url: string): Promise<Map<string, number>> {
   const client = new pg.Client({ connectionString: url });
@@ -61,7 +27,6 @@ describe("the gate installed in-cluster (kubectl apply -k): two pods on the real
   let ns: string;
   let url: string;
   let leases: k8s.CoordinationV1Api;
-  let dir: string;
   const files: Record<string, string> = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL DEFAULT 0;" };
 
   const holder = async () => (await leases.readNamespacedLease({ name: LEASE, namespace: GATE_NAMESPACE })).spec?.holderIdentity ?? "";
@@ -78,9 +43,7 @@ describe("the gate installed in-cluster (kubectl apply -k): two pods on the real
     await gateIdentity(env); // the namespace, CRD and RBAC, as the other suites have them
     ns = await testNamespace("in-cluster");
     ({ url } = await shopDatabase(env, ns, node.hostAddress));
-    dir = await overlay(node, image.name, ns);
-    await env.cluster.kubectl(["apply", "-k", dir]);
-    await env.cluster.kubectl(["-n", GATE_NAMESPACE, "rollout", "status", "deployment/schema-gate", "--timeout=120s"]);
+    await installGate(env.cluster, node, image.name, [`--namespaces=${ns}`, "--lease-duration=3", "--settle=1"]);
     // The webhooks now call the Service; the pods are the only gate running.
     await pollUntil(async () => ((await holder()).startsWith("schema-gate-") ? true : undefined),
       { timeoutMs: 30_000, what: "a gate pod to hold the controller's Lease" });
@@ -91,7 +54,7 @@ describe("the gate installed in-cluster (kubectl apply -k): two pods on the real
   after(async function () {
     this.timeout(120_000);
     if (!env) return;
-    await env.cluster.kubectl(["-n", GATE_NAMESPACE, "delete", "deployment/schema-gate", "service/schema-gate", "pdb/schema-gate", "--ignore-not-found", "--wait"]);
+    await uninstallGate(env.cluster);
     await reregisterLocalWebhooks(env);
   });
 

@@ -7,7 +7,7 @@ import { screenshot } from "../support/chromium.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
-import { get, pollEvery, realShopValues, runs, shopAppImage, type Answer, type Poll } from "../support/real-shop.js";
+import { answerKind as kind, get, pollEvery, realShopValues, runs, shopAppImage, type Poll } from "../support/real-shop.js";
 import { releaseShop, shopDatabase, shopReady, windowSettled } from "../support/shop.js";
 
 const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
@@ -15,13 +15,6 @@ const HOST = "shop.example";
 const V1 = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL DEFAULT 0;" };
 // The migration takes a while, so that a browser started at the first page answer loads the page during the window.
 const V2 = { ...V1, "002-stock.sql": "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0; SELECT pg_sleep(4);" };
-
-/** What answered a request through the Ingress: a shop service's version, the maintenance page, or anything else. */
-function kind(a: Answer): string {
-  if (a.status === 200 && typeof a.body === "object" && a.body.version) return `app ${a.body.version}`;
-  if (a.status === 503 && /^\d+$/.test(String(a.headers["retry-after"])) && a.body?.status === "maintenance") return "page";
-  return `other HTTP ${a.status}`;
-}
 
 describe("real ingress: the shop's Ingress served by HAProxy (the local Ingress controller), through a window", function () {
   let env: TestEnv;

@@ -1,6 +1,6 @@
 import { join } from "node:path";
-import { gateImage } from "../../src/local/gate-image.js";
-import { nodeImage, type LocalImage } from "../../src/local/images.js";
+import { gateImageOnNode, nodeAppImageOnNode } from "../../src/local/app-image.js";
+import type { LocalImage } from "../../src/local/images.js";
 import { projectRoot } from "../../src/local/paths.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import type { TestEnv } from "./env.js";
@@ -14,41 +14,11 @@ export function requireRealNode(env: TestEnv): RealNode {
   throw new Error(`this suite needs the local cluster's real node, and there is none: ${env.cluster.realNodeProblem ?? "unknown reason"}`);
 }
 
-const appImages = new Map<string, Promise<LocalImage>>();
+/** A Node.js app of test/support/<app>/server.mjs as an image, imported into the node once per run. */
+export const nodeAppImage = (node: RealNode, app: string, repository: string): Promise<LocalImage> =>
+  nodeAppImageOnNode(node, join(projectRoot, "test", "support", app, "server.mjs"), repository);
 
-/**
- * A Node.js app of test/support/<app>/server.mjs as an image (the host's node, the app,
- * `pg`), imported into the node once per run.
- */
-export function nodeAppImage(node: RealNode, app: string, repository: string): Promise<LocalImage> {
-  let image = appImages.get(app);
-  if (!image) {
-    image = (async () => {
-      const built = await nodeImage({
-        repository,
-        files: { [join(projectRoot, "test", "support", app, "server.mjs")]: "server.mjs" },
-        packages: ["pg"],
-        args: ["/app/server.mjs"],
-      });
-      await node.importImage(built);
-      return built;
-    })();
-    appImages.set(app, image);
-  }
-  return image;
-}
-
-let gate: Promise<LocalImage> | undefined;
-
-/** The gate's own image, built when src/ changed and imported into the node once per run. */
-export function gateImageOnNode(node: RealNode): Promise<LocalImage> {
-  gate ??= (async () => {
-    const image = await gateImage();
-    await node.importImage(image);
-    return image;
-  })();
-  return gate;
-}
+export { gateImageOnNode };
 
 /** test/support/real-node-app as an image. */
 export const testAppImage = (node: RealNode) => nodeAppImage(node, "real-node-app", "localhost/schema-gate-test-app");

@@ -1,51 +1,12 @@
 import { spawn } from "node:child_process";
-import { request, type IncomingHttpHeaders } from "node:http";
+import { get, pollEvery, type Answer, type Poll } from "../../src/local/http-probe.js";
 import pg from "pg";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
 import type { TestEnv } from "./env.js";
-import { nodeAppImage } from "./real-node.js";
 
-/** test/support/shop-app as an image. */
-export const shopAppImage = (node: RealNode) => nodeAppImage(node, "shop-app", "localhost/schema-gate-shop-app");
-
-/** The shop chart's values that run its services as real pods on the real node. */
-export function realShopValues(node: RealNode, appImage: string, version: string, sql: Record<string, string>): Record<string, unknown> {
-  return {
-    schemaVersion: version,
-    sql,
-    appImage,
-    expose: true,
-    pod: { ...node.placement, imagePullPolicy: "Never", versionEnv: true, httpPort: 8080, readinessPath: "/healthz" },
-  };
-}
-
-export interface Answer {
-  status: number;
-  body: any;
-  headers: IncomingHttpHeaders;
-}
-
-/** GET over a fresh connection (no keep-alive, so each request is balanced anew). */
-export function get(host: string, port: number, path: string, timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, headers, agent: false, timeout: timeoutMs }, (res) => {
-      let body = "";
-      res.on("data", (chunk) => (body += chunk));
-      res.on("end", () => {
-        const answer = { status: res.statusCode ?? 0, headers: res.headers };
-        try {
-          resolve({ ...answer, body: JSON.parse(body) });
-        } catch {
-          resolve({ ...answer, body });
-        }
-      });
-    });
-    req.on("timeout", () => req.destroy(new Error(`GET http://${host}:${port}${path} timed out`)));
-    req.on("error", reject);
-    req.end();
-  });
-}
+export { realShopValues, shopAppImage } from "../../src/local/app-image.js";
+export { answerKind, get, pollEvery, runs, type Answer, type Poll } from "../../src/local/http-probe.js";
 
 /** `kubectl logs -f` of a pod, from now until its container ends. */
 export function followLogs(env: TestEnv, namespace: string, pod: string): { text: () => string; ended: Promise<unknown> } {
@@ -111,25 +72,6 @@ export async function serviceAnswers(env: TestEnv, namespace: string, name: stri
   return [...pods.values()];
 }
 
-export interface Poll {
-  at: number;
-  outcome: string;
-}
-
-/** Calls `probe` every `everyMs` (one at a time) until stopped; records each outcome it names. */
-export function pollEvery(probe: () => Promise<string>, everyMs = 100): { stop: () => Promise<Poll[]> } {
-  const polls: Poll[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const at = Date.now();
-      polls.push({ at, outcome: await probe() });
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, everyMs - (Date.now() - at))));
-    }
-  })();
-  return { stop: async () => ((running = false), await loop, polls) };
-}
-
 /** GET / on `ip` every `everyMs` until stopped; each outcome is the version that answered or the error. */
 export function pollService(ip: string, everyMs = 100): { stop: () => Promise<Poll[]> } {
   return pollEvery(() => get(ip, 80, "/", 1000).then(
@@ -138,13 +80,3 @@ export function pollService(ip: string, everyMs = 100): { stop: () => Promise<Po
   ), everyMs);
 }
 
-/** Runs of the same outcome, e.g. "version 1 x31, ECONNREFUSED x40, version 2 x12". */
-export function runs(polls: Poll[]): string {
-  const out: Array<{ outcome: string; n: number }> = [];
-  for (const { outcome } of polls) {
-    const last = out[out.length - 1];
-    if (last?.outcome === outcome) last.n++;
-    else out.push({ outcome, n: 1 });
-  }
-  return out.map((r) => `${r.outcome} x${r.n}`).join(", ");
-}
