@@ -1,6 +1,4 @@
 import { mkdtemp, writeFile } from "node:fs/promises";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
@@ -10,13 +8,11 @@ import { FLAG_NAME, parseFlag } from "../core/maintenance-flag.js";
 import { describeStep, STEPS, type WindowState } from "../core/window.js";
 import { WindowStore } from "../controller/window-store.js";
 import type { Cluster } from "../local/cluster.js";
-import { gateGet, grantNamespace, prepareLocalGate, spawnGate, type LocalGateIdentity } from "../local/gate.js";
+import { grantNamespace, type LocalGateIdentity } from "../local/gate.js";
 import { openAppSessions } from "../local/app-sessions.js";
-import { MountedConfigMap } from "../local/mounted-configmap.js";
 import { projectRoot } from "../local/paths.js";
 import type { PostgresServer } from "../local/postgres.js";
-import { createLogger } from "../logger.js";
-import { startPageServer } from "../page/page-server.js";
+import { localSite, realNodeSite, type DemoSite } from "./sites.js";
 import { pollUntil, sleep } from "../util/wait.js";
 
 export const DEMO_NAMESPACE = "shop-demo";
@@ -33,6 +29,8 @@ export interface DemoResult {
   columns: string[];
   deployments: Array<{ name: string; replicas: number; ready: number; version?: string }>;
   pageSeenWhileOn: boolean;
+  /** On the real node: what answered through the Ingress during the upgrade, runs of the same outcome in order (e.g. app 1, page, app 2). */
+  throughIngress?: string[];
 }
 
 type Say = (line: string) => void;
@@ -46,7 +44,7 @@ export async function runDemo(
   cluster: Cluster,
   postgres: PostgresServer,
   say: Say,
-  /** A gate identity prepared already (the test suite's); otherwise one is made. */
+  /** A gate identity prepared already (the test suite's), for a cluster without a real node; otherwise one is made. */
   identity?: LocalGateIdentity,
   /** `--keep`: called after the window with the gate still running; the demo ends when it returns. */
   keep?: (running: { pageUrl: string }) => Promise<void>,
@@ -56,66 +54,65 @@ export async function runDemo(
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const helm = (args: string[]) => cluster.helm([...args, "-n", DEMO_NAMESPACE, "--kubeconfig", cluster.kubeconfig]);
+  const node = cluster.realNode;
+  say(node
+    ? `• the local cluster has a real node (${node.name}): the shop's pods really run there, the gate is installed in-cluster, HAProxy serves the Ingress`
+    : `• no real node, so the shop runs on kwok nodes (its pods are not run) and the gate as a local process: ${cluster.realNodeProblem ?? "unknown reason"}`);
 
   say("• preparing: namespace, database, the gate");
   await cluster.kubectl(["delete", "namespace", DEMO_NAMESPACE, "--ignore-not-found", "--wait"]);
   await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
   await grantNamespace(cluster, DEMO_NAMESPACE);
+  // Pods on the real node reach PostgreSQL at the host's address on the pod bridge.
+  if (node) await postgres.listenAlso(node.hostAddress, node.podSubnet);
   const database = `shop_demo_${Date.now().toString(36)}`;
   const admin = new pg.Client({ connectionString: postgres.url });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${database}`);
   await admin.end();
-  const url = `postgres://${postgres.user}:${encodeURIComponent(postgres.password)}@${postgres.host}:${postgres.port}/${database}`;
+  const url = `postgres://${postgres.user}:${encodeURIComponent(postgres.password)}@${node?.hostAddress ?? postgres.host}:${postgres.port}/${database}`;
   await core.createNamespacedSecret({ namespace: DEMO_NAMESPACE, body: { metadata: { name: DEMO_GROUP }, stringData: { url } } });
 
-  const id = identity ?? (await prepareLocalGate(cluster, kc));
-  const gate = spawnGate(id, ["--settle", "1", "--lease-duration", "5", "--image", "registry.example/schema-gate:demo", "--log-level", "warn"]);
-  let gateOutput = "";
-  gate.stdout!.on("data", (c: Buffer) => (gateOutput += c.toString()));
-  gate.stderr!.on("data", (c: Buffer) => (gateOutput += c.toString()));
-  const page = await startLocalPage(core);
+  const ctx = { cluster, kc, core, namespace: DEMO_NAMESPACE, say };
+  const site = node ? await realNodeSite(node, ctx) : await localSite(ctx, identity);
   try {
-    await pollUntil(async () => (gate.exitCode === null ? (await gateGet(id, "/readyz").then((r) => r.status === 200, () => false)) || undefined : Promise.reject(new Error(gateOutput))), {
-      timeoutMs: 30_000, what: "the gate to be ready",
-    });
     const values = async (schemaVersion: string, sql: Record<string, string>) => {
       const dir = await mkdtemp(join(tmpdir(), "schema-gate-demo-"));
-      await writeFile(join(dir, "values.yaml"), YAML.stringify({ schemaVersion, sql, ingress: { enabled: true } }));
+      await writeFile(join(dir, "values.yaml"), YAML.stringify(site.values(schemaVersion, sql)));
       return join(dir, "values.yaml");
     };
 
     say(`• helm install shop (schema version 1): orders, billing, catalog share database "${DEMO_GROUP}"`);
     await helm(["upgrade", "--install", "shop", CHART, "-f", await values("1", V1)]);
-    await follow(kc, core, "1", say, page.url);
+    await follow(kc, core, "1", say, site);
     await rolloutReady(apps, say);
 
     say("• the services connect; one leaves a transaction open on the table (as real apps do)");
     const sessions = await openAppSessions(url, ["orders", "billing", "catalog"]);
+    const watch = await site.watchUpgrade(say);
 
     say("• helm upgrade shop (schema version 2: ALTER TABLE items, which needs the table to itself)");
     const started = Date.now();
     await helm(["upgrade", "shop", CHART, "-f", await values("2", V2)]);
     say(`  helm returned in ${((Date.now() - started) / 1000).toFixed(1)}s with every service held: paused, its old pods serving until the window stops them`);
-    const { state, pageSeenWhileOn } = await follow(kc, core, "2", say, page.url);
+    const { state, pageSeenWhileOn } = await follow(kc, core, "2", say, site);
     await rolloutReady(apps, say);
+    const throughIngress = await watch.stop("2");
     for (const client of sessions) await client.end().catch(() => undefined);
 
     const { columns, deployments } = await finalState(apps, url);
     say("");
     say(`final state: window ${state.result}; table items has columns ${columns.join(", ")}`);
     for (const d of deployments) say(`  ${d.name.padEnd(8)} ${d.ready}/${d.replicas} ready, schema version ${d.version}`);
-    await keep?.({ pageUrl: page.url });
-    return { window: state, columns, deployments, pageSeenWhileOn };
+    await keep?.({ pageUrl: site.pageUrl });
+    return { window: state, columns, deployments, pageSeenWhileOn, ...(throughIngress ? { throughIngress } : {}) };
   } finally {
-    await page.stop();
-    gate.kill("SIGTERM");
-    await new Promise((resolve) => (gate.exitCode === null ? gate.once("exit", resolve) : resolve(undefined)));
+    await site.stop();
   }
 }
 
 /** Prints the window's steps as they happen, with durations, sessions and the page URL. */
-async function follow(kc: k8s.KubeConfig, core: k8s.CoreV1Api, version: string, say: Say, pageUrl: string): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
+async function follow(kc: k8s.KubeConfig, core: k8s.CoreV1Api, version: string, say: Say, site: DemoSite): Promise<{ state: WindowState; pageSeenWhileOn: boolean }> {
   const shown = new Set<string>();
   let pageShown = false;
   let pageSeenWhileOn = false;
@@ -141,9 +138,9 @@ async function follow(kc: k8s.KubeConfig, core: k8s.CoreV1Api, version: string, 
       }
       const flag = await core.readNamespacedConfigMap({ name: FLAG_NAME, namespace: DEMO_NAMESPACE }).catch(() => undefined);
       if (parseFlag(flag?.data).enabled) {
-        if (!pageShown) say(`  maintenance page is on: ${pageUrl} (the same page the Ingress's backend and the sidecar serve)`);
+        if (!pageShown) say(`  ${site.pageLine}`);
         pageShown = true;
-        pageSeenWhileOn ||= await fetch(pageUrl).then((r) => r.status === 503, () => false);
+        pageSeenWhileOn ||= await site.pageServed();
       }
       if (state.result || state.failure) {
         say(state.failure ? `  ✗ failed: ${state.failure.message}` : `  window ${state.result} in ${((Date.now() - Date.parse(state.startedAt)) / 1000).toFixed(1)}s`);
@@ -168,10 +165,6 @@ async function rolloutReady(apps: k8s.AppsV1Api, say: Say): Promise<void> {
   say("  every service is back at its replicas and ready");
 }
 
-/**
- * The maintenance page on this machine: `schema-gate sidecar` in front of a tiny stand-in app,
- * reading the flag ConfigMap mirrored into a directory the way the kubelet mounts it.
- */
 /** The `helm upgrade` that `--keep` suggests trying: a third schema version with one more file. */
 export function nextUpgradeArgs(kubeconfig: string): string[] {
   return [
@@ -196,31 +189,4 @@ async function finalState(apps: k8s.AppsV1Api, url: string): Promise<Pick<DemoRe
     }))
     .sort((a, b) => a.name.localeCompare(b.name));
   return { columns, deployments };
-}
-
-async function startLocalPage(core: k8s.CoreV1Api): Promise<{ url: string; stop(): Promise<void> }> {
-  const app = http.createServer((_req, res) => res.end("the shop (stand-in app)\n"));
-  await new Promise<void>((resolve) => app.listen(0, "127.0.0.1", resolve));
-  const mount = await MountedConfigMap.create();
-  let last = "";
-  const mirror = async () => {
-    const map = await core.readNamespacedConfigMap({ name: FLAG_NAME, namespace: DEMO_NAMESPACE }).catch(() => undefined);
-    const text = JSON.stringify(map?.data ?? {});
-    if (text !== last) await mount.write(map?.data ?? {});
-    last = text;
-  };
-  const timer = setInterval(() => void mirror().catch(() => undefined), 200);
-  const server = await startPageServer(
-    { host: "127.0.0.1", port: 0, upstream: new URL(`http://127.0.0.1:${(app.address() as AddressInfo).port}`), flagDir: mount.dir, logLevel: "warn" },
-    createLogger({ level: "warn" }),
-  );
-  return {
-    url: `http://127.0.0.1:${server.port}/`,
-    stop: async () => {
-      clearInterval(timer);
-      await server.stop();
-      app.closeAllConnections();
-      await new Promise((r) => app.close(r));
-    },
-  };
 }
