@@ -34,7 +34,7 @@ if (process.argv.includes("--down")) {
   console.log("local cluster deleted; nothing of the demo is left");
 } else {
   const started = Date.now();
-  console.log("• starting the local Kubernetes control plane (kwok) and PostgreSQL (a first run builds the binaries)");
+  console.log("• starting the local Kubernetes control plane (kwok, with a real node when the machine can run one) and PostgreSQL (a first run builds the binaries)");
   const [cluster, postgres] = await Promise.all([startLocalCluster(), startPostgres()]);
   console.log(`  ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   try {
@@ -47,7 +47,7 @@ if (process.argv.includes("--down")) {
   }
   const k = `kubectl --kubeconfig ${cluster.kubeconfig} -n ${DEMO_NAMESPACE}`;
   console.log(`
-next steps (the cluster keeps running; the gate and the demo's PostgreSQL have stopped):
+next steps (the cluster keeps running; the gate, the Ingress controller if it ran and the demo's PostgreSQL have stopped):
   ${k} get deployments,ingress,configmaps
   ${k} events                      # WindowOpened, Quiesced, SessionsTerminated, Migrated, ...
   ${k} get migrationwindows        # group, phase, step, from -> to version (kubectl wait --for=condition=Ready works too)

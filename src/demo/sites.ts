@@ -81,6 +81,7 @@ export async function realNodeSite(node: RealNode, ctx: SiteContext): Promise<De
           await sleep(1000); // the poller's own answers from the new version too
           const summary = runs(await poller.stop());
           say(`  through the Ingress every 100 ms during the upgrade: ${summary}`);
+          say(`  through the Ingress after the upgrade: ${curl} -> app ${version}`);
           return summary.split(", ").map((r) => r.replace(/ x\d+$/, ""));
         },
       };
