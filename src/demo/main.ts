@@ -13,7 +13,7 @@ import { DEMO_NAMESPACE, nextUpgradeArgs, runDemo } from "./demo.js";
 async function keepRunning(kubeconfig: string, helm: string, pageUrl: string): Promise<void> {
   const k = `kubectl --kubeconfig ${kubeconfig} -n ${DEMO_NAMESPACE}`;
   console.log(`
-the gate keeps running (Ctrl-C stops it and the demo's PostgreSQL; the cluster stays until \`npm run demo -- --down\`). Try:
+the gate keeps running (Ctrl-C stops it, the Ingress controller if it runs and the demo's PostgreSQL; the cluster stays until \`npm run demo -- --down\`). Try:
   ${helm} ${nextUpgradeArgs(kubeconfig).map((a) => (/[ ;\\]/.test(a) ? `'${a}'` : a)).join(" ")}
   ${k} get migrationwindows -w     # the window moves through its steps
   npx schema-gate status -n ${DEMO_NAMESPACE} --kubeconfig ${kubeconfig}

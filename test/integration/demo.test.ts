@@ -9,8 +9,11 @@ import { requireRealNode } from "../support/real-node.js";
 describe("the demo scenario (npm run demo) on the real node: real shop pods, the in-cluster gate, the Ingress through HAProxy", function () {
   after(async function () {
     this.timeout(60_000);
+    const env = await testEnv();
     // The demo's in-cluster gate took over the webhook configurations; the suites' local gates get them back.
-    await reregisterLocalWebhooks(await testEnv());
+    await reregisterLocalWebhooks(env);
+    // The demo leaves its shop running for a person to look at; the suites after this one need the node's cores.
+    await env.core.deleteNamespace({ name: DEMO_NAMESPACE }).catch(() => undefined);
   });
 
   it("installs the shop, upgrades it through a window that terminates the open sessions, and ends with everything at version 2", async function () {
