@@ -57,4 +57,22 @@ describe("the demo scenario (npm run demo) on the real node: real shop pods, the
     assert.match(printed, /through the Ingress every 100 ms during the upgrade: app 1 x\d+, page x\d+, app 2 x\d+$/m);
     assert.equal(kept?.result, "Done", JSON.stringify(kept?.failure));
   });
+
+  it("without a real node, says why and runs the shop on kwok nodes with the gate as a local process", async function () {
+    this.timeout(4 * 60_000);
+    const env = await testEnv();
+    await reregisterLocalWebhooks(env); // the in-cluster gate of the test above had them
+    const lines: string[] = [];
+    const cluster = { ...env.cluster, realNode: undefined, realNodeProblem: "the real node is turned off (SCHEMA_GATE_REAL_NODE=0)" };
+    const result = await runDemo(cluster, env.postgres, (line) => lines.push(line), await gateIdentity(env));
+    const printed = lines.join("\n");
+    assert.equal(result.window.result, "Done", printed);
+    assert.deepEqual(result.columns, ["id", "name", "price_cents"]);
+    assert.equal(result.throughIngress, undefined);
+    assert.ok(result.pageSeenWhileOn, "the local maintenance page answered 503 while the flag was on");
+    assert.match(lines[0]!, /^• no real node, so the shop runs on kwok nodes \(its pods are not run\) and the gate as a local process: the real node is turned off \(SCHEMA_GATE_REAL_NODE=0\)$/);
+    assert.match(printed, /maintenance page is on: http:\/\/127\.0\.0\.1:\d+\//);
+    const nodes = (await env.core.listNamespacedPod({ namespace: DEMO_NAMESPACE })).items.map((p) => p.spec?.nodeName);
+    assert.ok(nodes.length > 0 && !nodes.includes(requireRealNode(env).name), `pods on ${nodes.join(", ")}`);
+  });
 });
