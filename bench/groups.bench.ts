@@ -12,6 +12,7 @@
 import pg from "pg";
 import YAML from "yaml";
 import { A } from "../src/core/annotations.js";
+import { ensureKwokNodes } from "../src/local/cluster.js";
 import { formatMs, type WindowState } from "../src/core/window.js";
 import { GATE_NAMESPACE, GATE_SA, startGate, waitForWebhooks } from "../test/support/gate.js";
 import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
@@ -97,6 +98,8 @@ async function appliedOnce(url: string): Promise<boolean> {
 
 async function main(): Promise<void> {
   const env = await testEnv();
+  // Each group's pods and its maintenance backend, at 110 pods a node.
+  if (env.cluster.kind === "kwok") await ensureKwokNodes(Math.ceil((GROUPS * (SIZE + 1)) / 100) + 1);
   await countGateRequests(env);
   await startGate(env, ["--settle", "1", "--lease-duration", "5"]);
   console.log(`${GROUPS} database groups of ${SIZE} Deployments each (kwok nodes), one gate process; installing…`);

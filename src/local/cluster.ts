@@ -231,8 +231,8 @@ async function startRealNodeOrExplain(binaries: Binaries): Promise<{ node?: Real
  * (TEST-NET-1), can be a real network, and the apiserver dials nodes by address. A scale
  * right after the cluster came up once failed; it is tried again before giving up.
  */
-async function scaleKwokNodes(binaries: Binaries): Promise<void> {
-  const args = ["scale", "node", "--replicas", String(NODES), "--param", '.nodeIPs=["127.0.0.1"]'];
+async function scaleKwokNodes(binaries: Binaries, count = NODES): Promise<void> {
+  const args = ["scale", "node", "--replicas", String(count), "--param", '.nodeIPs=["127.0.0.1"]'];
   for (let attempt = 1; ; attempt++) {
     try {
       await kwokctl(binaries, args);
@@ -243,6 +243,15 @@ async function scaleKwokNodes(binaries: Binaries): Promise<void> {
       await sleep(1000);
     }
   }
+}
+
+/**
+ * At least `count` kwok nodes (each takes 110 pods, as a kubelet does by default), for a
+ * benchmark that runs more pods than the two the cluster starts with can hold.
+ */
+export async function ensureKwokNodes(count: number): Promise<void> {
+  const binaries = await ensureBinaries();
+  if (count > NODES) await scaleKwokNodes(binaries, count);
 }
 
 /** The local cluster's directory: kwokctl's files for it, which its processes name on their command lines. */
