@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import { installGate, uninstallGate } from "../../src/local/gate-install.js";
-import { pollUntil, sleep } from "../../src/util/wait.js";
+import { pollUntil } from "../../src/util/wait.js";
 import type { Step } from "../../src/core/window.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { GATE_NAMESPACE, gateIdentity, reregisterLocalWebhooks } from "../support/gate.js";
@@ -73,8 +73,10 @@ describe("the gate installed in-cluster (kubectl apply -k): two pods on the real
       // A migration that takes long enough for the kill to land inside it.
       files[`00${version}-step.sql`] = `SELECT pg_sleep(${step === "migrate" ? 3 : 0}); ALTER TABLE items ADD COLUMN v${version} int;`;
       await releaseShop(env, ns, { schemaVersion: version, sql: files, onFailure: "hold" });
-      await pollUntil(async () => ((await windowRecord(env, ns))?.version === version && (await windowRecord(env, ns))?.step === (step as Step) ? true : undefined),
-        { timeoutMs: 60_000, intervalMs: 20, what: `the window to ${version} to reach ${step}` });
+      await pollUntil(async () => {
+        const record = await windowRecord(env, ns);
+        return record?.version === version && record.step === (step as Step) ? true : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 20, what: `the window to ${version} to reach ${step}` });
       const leader = before.split("_")[0]!;
       await env.cluster.kubectl(["-n", GATE_NAMESPACE, "delete", "pod", leader, "--grace-period=0", "--force"]);
       const state = await windowSettled(env, ns, version, 240_000);
@@ -85,7 +87,6 @@ describe("the gate installed in-cluster (kubectl apply -k): two pods on the real
       for (const file of Object.keys(files)) assert.equal(history.get(file), 1, `${file} applied ${history.get(file) ?? 0} times`);
       await shopReady(env, ns);
       await pollUntil(async () => ((await gatePods()).length === 2 ? true : undefined), { timeoutMs: 60_000, what: "two gate pods again" });
-      await sleep(100);
     });
   }
 });
