@@ -3,6 +3,7 @@ import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import type { MigrationFile } from "../core/migrations.js";
 import type { Runner } from "../core/member-spec.js";
+import type { PodLike } from "../core/window-policy.js";
 import type { Terminated, WindowState } from "../core/window.js";
 import { LostLeadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
@@ -52,7 +53,11 @@ export interface GroupMembers {
   patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
   /** Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating ones count), from the caches or the API. */
   podsLeft(group: Group, from: "cache" | "api"): Promise<string[]>;
+  /** The namespace's pods, from the cache (trimmed) or the API. */
+  pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
+  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods; returns the pods deleted. */
+  stopPods(group: Group): Promise<string[]>;
 }
 
 export interface WindowDatabase {
@@ -97,7 +102,7 @@ export interface WindowDeps {
   database: WindowDatabase;
   jobs: MigrationJobs;
   maintenance: WindowMaintenance;
-  /** Kubernetes Events on each target Deployment. */
+  /** Kubernetes Events on each target Deployment, queued: a step does not wait for them. */
   narrate: Narrate;
   /** Shows the step on the maintenance page, off the window's path (never waited for). */
   showProgress(namespace: string, state: WindowState): void;
@@ -133,9 +138,11 @@ export function fence(deps: WindowDeps): WindowDeps {
       cached: members.cached.bind(members),
       cronJobs: members.cronJobs.bind(members),
       podsLeft: members.podsLeft.bind(members),
+      pods: members.pods.bind(members),
       replicaSets: members.replicaSets.bind(members),
       patchEach: guard(members.patchEach.bind(members)),
       patchCronJob: guard(members.patchCronJob.bind(members)),
+      stopPods: guard(members.stopPods.bind(members)),
     },
     database: {
       target: database.target.bind(database),

@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
-import { podsBlockingDrain } from "../core/window-policy.js";
+import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
@@ -14,6 +14,15 @@ export interface MemberCaches {
   deployments: WatchedCache<k8s.V1Deployment>;
   pods: WatchedCache<k8s.V1Pod>;
   cronJobs: WatchedCache<k8s.V1CronJob>;
+}
+
+/** A write to an object deleted meanwhile (a pod that just went) has nothing left to do. */
+async function ignoreGone(write: Promise<unknown>): Promise<void> {
+  try {
+    await write;
+  } catch (error) {
+    if (apiStatus(error) !== 404) throw error;
+  }
 }
 
 const ofGroup = (cronJobs: readonly k8s.V1CronJob[], group: Group) => cronJobs.filter((c) => annotationsOf(c)[A.database] === group.name);
@@ -84,12 +93,40 @@ export class Members implements GroupMembers {
     }
   }
 
+  async pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]> {
+    return from === "cache" ? this.caches.pods.list(namespace) : (await this.core.listNamespacedPod({ namespace })).items;
+  }
+
   async podsLeft(group: Group, from: "cache" | "api"): Promise<string[]> {
     const [cronJobs, pods] = from === "cache"
       ? [ofGroup(this.caches.cronJobs.list(group.namespace), group), this.caches.pods.list(group.namespace)]
       : await Promise.all([this.cronJobs(group), this.core.listNamespacedPod({ namespace: group.namespace }).then((list) => list.items)]);
     const runs = new Set(cronJobs.flatMap((c) => (c.status?.active ?? []).flatMap((ref) => (ref.name ? [ref.name] : []))));
     return podsBlockingDrain(pods, group.deployments, runs);
+  }
+
+  /**
+   * Stops the pods of members the window has just set to zero replicas, at once: their ReplicaSets scaled to
+   * zero and their pods deleted (each with its own grace period), what the Deployment and
+   * ReplicaSet controllers would do next, without queueing behind the controller-manager's
+   * client rate limit (20 requests a second by default; it took 2 s for 20 Deployments).
+   * Only ReplicaSets a member controls, only after the member's own patch: the Deployment
+   * controller, catching up, finds them where it would put them. Returns the pods deleted.
+   */
+  async stopPods(group: Group): Promise<string[]> {
+    const { namespace } = group;
+    const stopped = new Set(group.deployments.map((d) => d.metadata?.uid));
+    const [sets, pods] = await Promise.all([
+      this.apps.listNamespacedReplicaSet({ namespace }).then((list) => list.items),
+      this.core.listNamespacedPod({ namespace }).then((list) => list.items),
+    ]);
+    const owned = sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.controller && stopped.has(o.uid)));
+    await Promise.all(owned.filter((rs) => (rs.spec?.replicas ?? 0) > 0).map((rs) =>
+      ignoreGone(this.apps.patchNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { spec: { replicas: 0 } } }, MERGE_PATCH))));
+    const uids = new Set(owned.map((rs) => rs.metadata?.uid));
+    const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
+    await Promise.all(running.map((p) => ignoreGone(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
+    return running.map((p) => p.metadata!.name!);
   }
 
   async replicaSets(namespace: string): Promise<ReplicaSetLike[]> {

@@ -1,6 +1,7 @@
 import { maskCredentials } from "../core/mask.js";
 import type { Settling } from "../core/window-policy.js";
-import type { Group, WindowDeps } from "./deps.js";
+import type { Step } from "../core/window.js";
+import type { Group, StoredWindow, WindowDeps, WindowRecords } from "./deps.js";
 
 /** What a pass asks for next, in the manner of controller-runtime's Result: nothing until an event, or another pass after N ms. */
 export interface Result {
@@ -21,6 +22,33 @@ export interface GroupMemory {
   pendingSeen?: string;
   /** The step whose start was last announced (log line, maintenance page). */
   announced?: string;
+  /** The step the open window is in, as of the last pass (pod events wake a group in drain). */
+  step?: Step;
+  /**
+   * The record as this replica last read or wrote it, while it leads: a pass reads it from
+   * here instead of the API. Only the leader writes it, and every write carries the
+   * resourceVersion, so a stale copy cannot be written over a successor's: the write is
+   * refused, this copy dropped and the record read again.
+   */
+  record?: StoredWindow;
+}
+
+/** The group's records as its passes use them: the last one read or written is kept in `memory`. */
+export function rememberedRecords(records: WindowRecords, memory: GroupMemory): WindowRecords {
+  return {
+    async read(namespace, group) {
+      if (memory.record) return memory.record;
+      const stored = await records.read(namespace, group);
+      memory.record = stored;
+      return stored;
+    },
+    async save(namespace, state, version) {
+      memory.record = undefined;
+      const saved = await records.save(namespace, state, version);
+      memory.record = { state, version: saved };
+      return saved;
+    },
+  };
 }
 
 /** A warning logged and told on the members once per cause, however often the pass repeats. */

@@ -16,7 +16,7 @@ import { isConnectionError } from "../db/errors.js";
 import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
-import { AGAIN, DONE, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
+import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
 import { askRunner, STEP_BODIES, WAITING_STEPS, type StepBody, type StepResult } from "./steps.js";
 
@@ -36,10 +36,14 @@ export async function reconcileGroup(
   memory: GroupMemory,
   steps: Record<Step, StepBody> = STEP_BODIES,
 ): Promise<Result> {
-  const deps = fence(unfenced);
-  if (!deps.leading()) return DONE;
+  if (!unfenced.leading()) {
+    memory.record = undefined;
+    return DONE;
+  }
+  const deps = fence({ ...unfenced, records: rememberedRecords(unfenced.records, memory) });
   const stored = await deps.records.read(namespace, name);
   const state = stored.state;
+  memory.step = state && !state.result ? state.step : undefined;
   if (state?.poolerPaused && !poolerStaysPaused(state)) {
     return resumeThePooler(deps, await deps.members.read(namespace, name), state, stored.version!, memory);
   }

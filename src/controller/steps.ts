@@ -14,7 +14,7 @@ import {
 import type { Runner } from "../core/member-spec.js";
 import { annotationsOf } from "../core/objects.js";
 import { isHeld, isHolding } from "../core/phase.js";
-import { ENDINGS, finalResult, stepStarted, windowSecret } from "../core/window-policy.js";
+import { ENDINGS, finalResult, podsServing, stepStarted, windowSecret } from "../core/window-policy.js";
 import { A } from "../core/annotations.js";
 import { formatMs, migrationJobName, StepFailure, type Step, type WindowState } from "../core/window.js";
 import { LostLeadership } from "../k8s/leader.js";
@@ -53,8 +53,13 @@ async function maintenanceOn({ deps, group, state }: StepContext): Promise<StepR
 
 async function quiesce({ deps, group, state }: StepContext): Promise<StepResult> {
   const message = `window ${state.id}: quiesced for the migration to schema version ${state.version}`;
-  const changed = await deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message));
-  for (const cronJob of await deps.members.cronJobs(group)) {
+  const [changed, cronJobs] = await Promise.all([
+    deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message)),
+    deps.members.cronJobs(group),
+  ]);
+  // At zero now: their pods stop at once, not at the controller-manager's pace.
+  await deps.members.stopPods(group);
+  for (const cronJob of cronJobs) {
     if (cronJob.spec?.suspend) continue;
     await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobSuspendPatch);
     changed.push(`cronjob/${cronJob.metadata!.name}`);
@@ -122,8 +127,7 @@ async function terminate(context: StepContext): Promise<StepResult> {
 async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: "sql" }>): Promise<StepResult> {
   const { deps, group, state } = context;
   const started = deps.now();
-  const target = await groupDatabase(context);
-  const files = await deps.database.sqlFiles(group.namespace, runner.configMap);
+  const [target, files] = await Promise.all([groupDatabase(context), deps.database.sqlFiles(group.namespace, runner.configMap)]);
   const observe = (result: string) => deps.metrics.migrationDuration.observe({ runner: "sql", result }, (deps.now() - started) / 1000);
   let ran: string[];
   try {
@@ -187,17 +191,21 @@ async function resumeCronJobs({ deps, group }: StepContext): Promise<void> {
 async function restore(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const message = `schema version ${state.version} applied by window ${state.id}`;
-  const restored = await deps.members.patchEach(group, "restore them", (d) => restorePatch(d, state.version, message));
-  await resumeCronJobs(context);
+  const [restored] = await Promise.all([deps.members.patchEach(group, "restore them", (d) => restorePatch(d, state.version, message)), resumeCronJobs(context)]);
   if (restored.length > 0) await deps.narrate(group.deployments, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
   return done();
 }
 
 /** Waits, bounded, for the restored rollouts; the migration is in either way, so a slow one only warns. */
 async function readiness({ deps, group, state }: StepContext): Promise<StepResult> {
-  let waiting = names(group.deployments.filter((d) => !rolloutReady(d)));
+  // A member is ready when its rollout is, or already when its pods serve (podsServing).
+  const notServing = async (members: Group, from: "cache" | "api") => {
+    const pods = await deps.members.pods(members.namespace, from);
+    return names(members.deployments.filter((d) => !rolloutReady(d) && !podsServing(d, pods)));
+  };
+  let waiting = await notServing(group, "cache");
   // The cache may not show the restore yet (the quiesced members look ready at zero): the API decides.
-  if (waiting.length === 0) waiting = names((await deps.members.read(group.namespace, group.name)).deployments.filter((d) => !rolloutReady(d)));
+  if (waiting.length === 0) waiting = await notServing(await deps.members.read(group.namespace, group.name), "api");
   if (waiting.length === 0) {
     if (state.quiescedAt) deps.metrics.downtime.observe((deps.now() - Date.parse(state.quiescedAt)) / 1000);
     return done();

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
+import type { Step } from "../core/window.js";
 import { annotationsOf } from "../core/objects.js";
 import { isHeld } from "../core/phase.js";
 import { windowSql } from "../db/window-database.js";
@@ -13,6 +14,7 @@ import type { Metrics } from "../metrics.js";
 import { SerialWork } from "../util/serial-work.js";
 import type { Narrate, WindowDeps } from "./deps.js";
 import { JobRunner } from "./job-runner.js";
+import { narrator } from "./narrator.js";
 import { Members, type MemberCaches } from "./members.js";
 import { DONE, type GroupMemory, type Result } from "./pass.js";
 import { progressWriter } from "./progress.js";
@@ -46,7 +48,8 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   const { deployments } = options.caches;
   const progress = progressWriter(options.maintenance, log);
   const store = new WindowStore(options.kc);
-  const deps = windowDeps(options, store, progress.show);
+  const events = narrator(options.events, () => leadership.isLeader());
+  const deps = windowDeps(options, store, progress.show, events.narrate);
   const memories = new Map<string, GroupMemory>();
   const timers = new Map<string, NodeJS.Timeout>();
   let stopped = false;
@@ -85,6 +88,18 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   deployments.on("update", onDeployment);
   deployments.on("delete", onDeployment);
 
+  // A drain ends when the last pod is gone, readiness when the last one is Ready: pod events
+  // wake the groups of the namespace waiting for them, sooner than their next poll.
+  const wake = (step: Step) => (pod: k8s.V1Pod) => {
+    const namespace = pod.metadata?.namespace;
+    if (!namespace) return;
+    for (const [key, memory] of memories) {
+      if (memory.step === step && key.startsWith(`${namespace}/`)) kick(namespace, key.slice(namespace.length + 1));
+    }
+  };
+  options.caches.pods.on("delete", wake("drain"));
+  options.caches.pods.on("update", wake("readiness"));
+
   const resync = setInterval(() => {
     if (!leadership.isLeader()) return;
     for (const d of deployments.list()) if (isHeld(annotationsOf(d))) onDeployment(d);
@@ -95,6 +110,8 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   // resumes windows whose members may all look released (between restore and maintenance off).
   leadership.onAcquired(() => {
     if (stopped) return;
+    // Another replica may have written every record since: read them afresh.
+    for (const memory of memories.values()) memory.record = undefined;
     void store.list().then(
       (records) => records.forEach(({ namespace, group }) => group && kick(namespace, group)),
       (error: unknown) => log.warn({ err: error }, "could not list window records to resume"),
@@ -109,22 +126,19 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       for (const timer of timers.values()) clearTimeout(timer);
       // Let running steps notice and return.
       await work.settle(2500);
-      await progress.stop();
+      await Promise.all([progress.stop(), events.flush(2000)]);
     },
   };
 }
 
 /** The window's dependencies against the API server and PostgreSQL. */
-function windowDeps(options: ControllerOptions, records: WindowStore, showProgress: WindowDeps["showProgress"]): WindowDeps {
-  const { kc, leadership, events } = options;
+function windowDeps(options: ControllerOptions, records: WindowStore, showProgress: WindowDeps["showProgress"], narrate: Narrate): WindowDeps {
+  const { kc, leadership } = options;
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  const narrate: Narrate = async (targets, type, reason, message) => {
-    await Promise.all(targets.map((d) => events(eventTarget(d), type, reason, message)));
-  };
   return {
     records,
     members: new Members(kc, options.caches),
-    database: { ...windowSql, target: (namespace, secret) => databaseTarget(core, namespace, secret), sqlFiles: (namespace, name) => sqlFiles(core, namespace, name) },
+    database: { ...windowSql, target: recentSecrets(core), sqlFiles: (namespace, name) => sqlFiles(core, namespace, name) },
     jobs: new JobRunner(kc),
     maintenance: options.maintenance,
     narrate,
@@ -139,6 +153,25 @@ function windowDeps(options: ControllerOptions, records: WindowStore, showProgre
   };
 }
 
-function eventTarget(d: k8s.V1Deployment) {
-  return { kind: "Deployment", apiVersion: "apps/v1", name: d.metadata!.name!, namespace: d.metadata!.namespace!, uid: d.metadata!.uid };
+/** How long a database Secret read stays good for the next step: one read for terminate, migrate and verify. */
+const SECRET_REUSE_MS = 3000;
+
+/**
+ * The database Secret as the window's steps read it, once for the steps that follow each
+ * other within the downtime (each read is a round trip there). Only a successful read is
+ * kept, and only briefly: a fixed or rotated Secret is seen by the next retry.
+ */
+function recentSecrets(core: k8s.CoreV1Api): WindowDeps["database"]["target"] {
+  const recent = new Map<string, { at: number; target: ReturnType<typeof databaseTarget> }>();
+  return (namespace, secret) => {
+    const key = `${namespace}/${secret}`;
+    const now = Date.now();
+    const kept = recent.get(key);
+    if (kept && now - kept.at < SECRET_REUSE_MS) return kept.target;
+    for (const [k, v] of recent) if (now - v.at >= SECRET_REUSE_MS) recent.delete(k);
+    const target = databaseTarget(core, namespace, secret);
+    recent.set(key, { at: now, target });
+    target.catch(() => recent.get(key)?.target === target && recent.delete(key));
+    return target;
+  };
 }

@@ -164,8 +164,26 @@ export function windowSecret(members: readonly Workload[], state: Pick<WindowSta
 }
 
 export interface PodLike {
-  metadata?: { name?: string; labels?: Record<string, string> };
-  status?: { phase?: string };
+  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
+  status?: { phase?: string; conditions?: Array<{ type?: string; status?: string }> };
+}
+
+/**
+ * Whether a restored member serves at its replica count: that many Ready pods matching its
+ * selector, none of them terminating. After the drain only pods of the restored template
+ * exist, so these are the new version's; the Deployment's own status says the same later,
+ * when the controller-manager's rate-limited status writes catch up (seconds, for 20
+ * Deployments). A member with minReadySeconds waits for its status, which counts them.
+ */
+export function podsServing(
+  member: { spec?: { replicas?: number; minReadySeconds?: number; selector?: Parameters<typeof matchesSelector>[1] } },
+  pods: readonly PodLike[],
+): boolean {
+  if ((member.spec?.minReadySeconds ?? 0) > 0) return false;
+  const ready = pods.filter((pod) => !pod.metadata?.deletionTimestamp && pod.status?.phase === "Running" &&
+    pod.metadata?.labels?.[WINDOW_LABEL] === undefined && matchesSelector(pod.metadata?.labels, member.spec?.selector) &&
+    pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
+  return ready.length >= (member.spec?.replicas ?? 1);
 }
 
 /**

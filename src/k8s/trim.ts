@@ -42,6 +42,7 @@ export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
           spec: {
             ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
             ...(spec.paused !== undefined ? { paused: spec.paused } : {}),
+            ...(spec.minReadySeconds !== undefined ? { minReadySeconds: spec.minReadySeconds } : {}),
             selector: structuredClone(spec.selector),
             template: { spec: { containers: (spec.template?.spec?.containers ?? []).map((c) => ({ name: c.name })) } },
           },
@@ -61,11 +62,16 @@ export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
   };
 }
 
-/** A Pod as the drain step reads it: name, labels and phase. */
+/** A Pod as the drain and readiness steps read it: name, labels, terminating or not, phase and Ready. */
 export function trimPod(pod: k8s.V1Pod): k8s.V1Pod {
+  const ready = pod.status?.conditions?.find((c) => c.type === "Ready");
+  const status: k8s.V1PodStatus = {
+    ...(pod.status?.phase !== undefined ? { phase: pod.status.phase } : {}),
+    ...(ready ? { conditions: [{ type: "Ready", status: ready.status }] } : {}),
+  };
   return {
-    metadata: trimMeta(pod.metadata, { annotations: false }),
-    ...(pod.status?.phase !== undefined ? { status: { phase: pod.status.phase } } : {}),
+    metadata: { ...trimMeta(pod.metadata, { annotations: false }), ...(pod.metadata?.deletionTimestamp ? { deletionTimestamp: pod.metadata.deletionTimestamp } : {}) },
+    ...(Object.keys(status).length > 0 ? { status } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 import { strict as assert } from "node:assert";
 import pg from "pg";
 import { startPgbouncer, type PgbouncerServer } from "../../src/local/pgbouncer.js";
+import { pollUntil } from "../../src/util/wait.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { onTeardown, testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import { pollThroughPooler } from "../support/pooler-clients.js";
@@ -76,8 +77,12 @@ describe("a window with the applications behind PgBouncer, the gate as its own p
 
         const seen = await query<{ usename: string; application_name: string }>(url, "SELECT usename, application_name FROM seen_during_migration");
         assert.deepEqual(seen, [], "no other session on the database while the migration ran");
-        const reasons = (await eventsOf(env, ns, "orders")).map((e) => e.reason ?? "");
+        // Events are written off the window's path: this window's last one may trail its record.
         const order = ["PoolerPaused", "SessionsTerminated", "Migrated", "PoolerResumed", "Restored", "WindowDone"];
+        const reasons = await pollUntil(async () => {
+          const seen = (await eventsOf(env, ns, "orders")).map((e) => e.reason ?? "");
+          return seen.filter((r) => r === "WindowDone").length >= 2 ? seen : undefined;
+        }, { timeoutMs: 10_000, what: "this window's WindowDone Event" });
         assert.deepEqual(reasons.filter((r) => order.includes(r)).slice(-order.length), order);
         const paused = await query<{ name: string; paused: number }>(pooler.adminUrl, "SHOW DATABASES");
         assert.deepEqual(paused.filter((d) => d.paused !== 0), [], "the pooler is resumed");

@@ -76,6 +76,8 @@ export class FakeWorld {
   pooler = { paused: false, duringMigration: [] as boolean[], atJobStart: [] as boolean[], failingResumes: 0, refusesLogin: false };
   /** The step the record was at for every read of the group or its pods from the API (not the caches). */
   apiReads: Array<string | undefined> = [];
+  /** How often the window stopped the members' pods itself. */
+  podsStopped = 0;
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
   private deployments = new Map<string, StoredDeployment>();
@@ -223,6 +225,16 @@ export class FakeWorld {
         podsLeft: async (_group, from) => {
           if (from === "cache" && world.frozenCache) return world.frozenCache.pods;
           if (from === "api") world.apiReads.push(world.record.state?.step);
+          return world.podsLeft();
+        },
+        // Pods are names here: readiness goes by the members' rollout status.
+        pods: async () => [],
+        // The real one deletes the pods of ReplicaSets it scales to zero: the members must be at zero first.
+        stopPods: async (g) => {
+          world.write();
+          const running = g.deployments.map((d) => world.deployment(d.metadata!.name!)).filter((d) => d.spec?.replicas !== 0);
+          if (running.length > 0) throw new Error(`pods stopped while ${running.map((d) => d.metadata!.name).join(", ")} still wants replicas`);
+          world.podsStopped++;
           return world.podsLeft();
         },
         // A first install has no earlier ReplicaSet to return to.

@@ -8,6 +8,7 @@ import { rolloutReady } from "../../../src/core/member-patches.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { drive, type Steps } from "./drive.js";
 import { reconcileGroup } from "../../../src/controller/reconcile.js";
+import type { GroupMemory } from "../../../src/controller/pass.js";
 import { FakeWorld, GROUP, NAMESPACE } from "./fake-world.js";
 
 const MEMBERS = ["billing", "catalog", "orders"];
@@ -51,6 +52,7 @@ describe("the window controller, driven with fakes", () => {
     // readiness waited (the fake's pods lag their replicas) without sleeping on the worker.
     assert.ok((world.record.state!.timings.readiness ?? 0) > 0);
     assert.deepEqual(world.progress, STEPS.slice(1));
+    assert.equal(world.podsStopped, 1, "the quiesce stopped the pods itself, once every member was at zero");
   });
 
   it("runs a Job-runner window, looking at the Job until it completes", async () => {
@@ -315,5 +317,33 @@ describe("the window controller, driven with fakes", () => {
     world.apiReads = [];
     assert.deepEqual(await reconcileGroup(world.deps(), NAMESPACE, GROUP, {}), {});
     assert.deepEqual(world.apiReads, []);
+  });
+
+  it("reads the window record from the API once per leadership: later passes use the copy they wrote", async () => {
+    const world = new FakeWorld({ applied: "1", lagMs: 3000 });
+    const deps = world.deps();
+    let reads = 0;
+    const read = deps.records.read;
+    deps.records.read = (...args) => (reads++, read(...args));
+    const memory: GroupMemory = {};
+    assert.equal(await drive(world, deps, STEP_BODIES, memory), "settled");
+    assertDone(world);
+    assert.equal(reads, 1, `one read for a whole window of ${world.saves.length} writes and some 60 passes`);
+  });
+
+  it("drops its copy of the record when a write is refused (another replica wrote it), and reads it again", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    const deps = world.deps();
+    let reads = 0;
+    const read = deps.records.read;
+    deps.records.read = (...args) => (reads++, read(...args));
+    const memory: GroupMemory = {};
+    while (!world.record.state) world.now += (await reconcileGroup(deps, NAMESPACE, GROUP, memory)).requeueAfterMs ?? 0;
+    world.record = { ...world.record, version: "written-by-another-replica" };
+    assert.equal(await drive(world, deps, STEP_BODIES, memory), "lost");
+    assert.equal(memory.record, undefined);
+    assert.equal(await drive(world, deps, STEP_BODIES, memory), "settled");
+    assertDone(world);
+    assert.equal(reads, 2, "read again after the refused write");
   });
 });

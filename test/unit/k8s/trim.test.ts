@@ -9,7 +9,7 @@ import { markPatch, quiescePatch, reholdPatch, restorePatch, rolloutReady } from
 import type { Deployment } from "../../../src/core/objects.js";
 import { Phase } from "../../../src/core/phase.js";
 import { heldDeployments } from "../../../src/core/scale-guard.js";
-import { podsBlockingDrain } from "../../../src/core/window-policy.js";
+import { podsBlockingDrain, podsServing } from "../../../src/core/window-policy.js";
 import { decideWindow, planWindow, type WindowState } from "../../../src/core/window.js";
 import { cachedAdmissionContext } from "../../../src/k8s/group-view.js";
 import { startInformer, type WatchedCache } from "../../../src/k8s/informer.js";
@@ -102,7 +102,7 @@ describe("the informers' trimmed objects", () => {
     });
   });
 
-  it("give the drain the same pods to wait for", () => {
+  it("give the drain the same pods to wait for, and readiness the same pods serving", () => {
     const pod = (name: string, labels: Record<string, string>, phase: string): k8s.V1Pod => ({
       metadata: {
         name, namespace: "default", labels, resourceVersion: "5", managedFields: [{ manager: "kubelet" }],
@@ -122,7 +122,18 @@ describe("the informers' trimmed objects", () => {
     const runs = new Set(["report-123"]);
     const trimmed = pods.map(trimPod);
     assert.deepEqual(podsBlockingDrain(trimmed, deployments.map(trimDeployment), runs), podsBlockingDrain(pods, deployments, runs));
-    assert.deepEqual(trimmed[0], { metadata: { name: "api-1", namespace: "default", resourceVersion: "5", labels: { app: "orders-api" } }, status: { phase: "Running" } });
+    assert.deepEqual(trimmed[0], {
+      metadata: { name: "api-1", namespace: "default", resourceVersion: "5", labels: { app: "orders-api" } },
+      status: { phase: "Running", conditions: [{ type: "Ready", status: "True" }] },
+    });
+    const leaving = { ...pod("api-2", { app: "orders-api" }, "Running"), metadata: { ...pod("api-2", { app: "orders-api" }, "Running").metadata, deletionTimestamp: new Date() } };
+    for (const replicas of [1, 2]) {
+      const wants = { ...deployments[0]!, spec: { ...deployments[0]!.spec!, replicas } };
+      const all = [...pods, leaving];
+      assert.equal(podsServing(trimDeployment(wants), all.map(trimPod)), podsServing(wants, all), `serving at ${replicas}`);
+    }
+    assert.equal(podsServing({ ...deployments[0]!, spec: { ...deployments[0]!.spec!, replicas: 1 } }, pods), true, "api-1 serves; the job's and the migration pod do not count");
+    assert.equal(podsServing({ ...deployments[0]!, spec: { ...deployments[0]!.spec!, replicas: 2 } }, [...pods, leaving]), false, "a terminating pod does not serve");
   });
 
   it("keep what the drain and the switch read of CronJobs, Ingresses and flags", () => {
