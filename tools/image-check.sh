@@ -104,6 +104,6 @@ docker rm -f "$page" >/dev/null
 
 step "integration suites with the gate run from $IMAGE"
 SCHEMA_GATE_GATE_IMAGE=$IMAGE npx mocha \
-  test/integration/webhook.test.ts test/integration/window.test.ts test/integration/maintenance.test.ts \
+  test/integration/webhook.test.ts test/integration/window.test.ts test/integration/restart.test.ts test/integration/maintenance.test.ts \
   test/integration/cli.test.ts test/integration/demo.test.ts
 echo "image-check: passed ($IMAGE)"

@@ -18,7 +18,7 @@ import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
-import { askRunner, STEP_BODIES, WAITING_STEPS, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, STEP_BODIES, CACHED_STEPS, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -54,8 +54,8 @@ export async function reconcileGroup(
     const group = planWindow(cached.deployments).kind === "none" ? cached : await deps.members.read(namespace, name);
     return considerOpening(deps, group, stored, memory);
   }
-  // A waiting step is looked at every few hundred ms: from the caches, not a LIST each time.
-  const group = WAITING_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
+  // A step that writes no member reads the caches, not a LIST each time.
+  const group = CACHED_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
   const now = deps.now();
   const action = decideWindow(state, group.deployments, now);
   switch (action.kind) {

@@ -71,10 +71,13 @@ async function quiesce({ deps, group, state }: StepContext): Promise<StepResult>
 }
 
 /**
- * The steps whose passes mostly wait and are looked at every POLL_MS: they read the group
- * from the caches, and end only once the API confirms what the caches show.
+ * The steps that write no member read the group from the caches, not a LIST each pass
+ * (a round trip each inside the downtime): those that mostly wait, looked at every POLL_MS
+ * and ended only once the API confirms what the caches show, and terminate and verify,
+ * which only need the Secret's name and the abort and retry annotations. The Job runner
+ * reads its owner's whole template from the API itself.
  */
-export const WAITING_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "migrate", "readiness"]);
+export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "readiness"]);
 
 /**
  * Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow

@@ -172,3 +172,15 @@ export function windowEntersStep(env: TestEnv, namespace: string, version: strin
   entered.catch(() => undefined); // awaited by the caller; a cancelled watch is not a failure
   return { entered, cancel: () => { cancelled = true; clearTimeout(timer); controller?.abort(); } };
 }
+
+/** The columns of the shop's `items` table, in order. */
+export async function columns(url: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position");
+    return rows.map((r) => r.column_name as string);
+  } finally {
+    await client.end();
+  }
+}
