@@ -82,7 +82,7 @@ function startControllers(
   const events = eventRecorder(kc, "schema-gate", log);
   const { deployments, flags, ingresses, pods, cronJobs } = caches;
   const maintenance = startMaintenanceController({
-    kc, flags, ingresses, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
+    kc, flags, ingresses, deployments, pods, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
     backendDrainSeconds: config.ingressPropagationSeconds,
     log: log.child({ component: "maintenance" }),
   });
@@ -92,7 +92,7 @@ function startControllers(
     caches: { deployments, pods, cronJobs },
     leadership,
     events,
-    maintenance: new FlagSwitch(kc, ingresses, { propagationMs: config.ingressPropagationSeconds * 1000 }),
+    maintenance: new FlagSwitch(kc, ingresses, { propagationMs: config.ingressPropagationSeconds * 1000 }, () => leadership.isLeader()),
     metrics,
     log: log.child({ component: "window" }),
     settleMs: config.settleSeconds * 1000,

@@ -1,5 +1,6 @@
 import type { Progress } from "../core/maintenance-flag.js";
 import { stepNumber, STEPS, type WindowState } from "../core/window.js";
+import { LostLeadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
 import type { MaintenanceSwitch } from "../maintenance/switch.js";
 import { SerialWork } from "../util/serial-work.js";
@@ -10,7 +11,7 @@ import { SerialWork } from "../util/serial-work.js";
  * time, the latest step winning; a flag turned off meanwhile refuses the late write
  * through its resourceVersion.
  */
-export function progressWriter(maintenance: Pick<MaintenanceSwitch, "progress">, log: Logger) {
+export function progressWriter(maintenance: Pick<MaintenanceSwitch, "progress">, log: Logger, leading: () => boolean = () => true) {
   let stopped = false;
   const work = new SerialWork(() => !stopped);
   const latest = new Map<string, { window: string; progress: Progress }>();
@@ -23,7 +24,10 @@ export function progressWriter(maintenance: Pick<MaintenanceSwitch, "progress">,
         const next = latest.get(namespace);
         if (!next) return;
         latest.delete(namespace);
+        // Written later than asked: only while this replica still leads (the switch asks again before its write).
+        if (!leading()) return;
         await maintenance.progress(namespace, next.progress).catch((error: unknown) => {
+          if (error instanceof LostLeadership) return;
           log.warn({ err: error, namespace, window: next.window }, "could not show progress on the maintenance page");
         });
       });

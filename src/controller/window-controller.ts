@@ -46,7 +46,7 @@ const RESYNC_MS = 2000;
 export function startWindowController(options: ControllerOptions): { stop(): Promise<void> } {
   const { leadership, log } = options;
   const { deployments } = options.caches;
-  const progress = progressWriter(options.maintenance, log);
+  const progress = progressWriter(options.maintenance, log, () => leadership.isLeader());
   const store = new WindowStore(options.kc);
   const events = narrator(options.events, () => leadership.isLeader());
   const deps = windowDeps(options, store, progress.show, events.narrate);

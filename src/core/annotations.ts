@@ -20,6 +20,8 @@ export const A = {
   desiredReplicas: `${PREFIX}desired-replicas`,
   appliedVersion: `${PREFIX}applied-version`,
   message: `${PREFIX}message`,
+  /** On a sidecar's pod: the flag state it was nudged to re-read (see maintenance/sidecar-nudge.ts). */
+  flagSeen: `${PREFIX}flag-seen`,
 } as const;
 
 /** The gate-owned annotations that describe a hold (with `applied-version`, all the gate writes). */

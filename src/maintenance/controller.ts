@@ -6,6 +6,7 @@ import type { Leadership } from "../k8s/leader.js";
 import type { Logger } from "../logger.js";
 import { SerialWork } from "../util/serial-work.js";
 import { MaintenanceBackend } from "./backend.js";
+import { SidecarNudge } from "./sidecar-nudge.js";
 import { reconcileNamespace, relevantIngress, type NamespacePassDeps } from "./namespace-pass.js";
 
 const RESYNC_MS = 10_000;
@@ -15,6 +16,9 @@ export interface MaintenanceControllerOptions {
   kc: k8s.KubeConfig;
   flags: WatchedCache<k8s.V1ConfigMap>;
   ingresses: WatchedCache<k8s.V1Ingress>;
+  /** With both, pods with the sidecar are nudged to re-read a flag that turned on or off. */
+  deployments?: WatchedCache<k8s.V1Deployment>;
+  pods?: WatchedCache<k8s.V1Pod>;
   leadership: Leadership;
   events: EventRecorder;
   /** The gate's image: the maintenance backend runs `schema-gate page` from it. */
@@ -41,6 +45,7 @@ export function startMaintenanceController(options: MaintenanceControllerOptions
     networking: kc.makeApiClient(k8s.NetworkingV1Api),
     backend: new MaintenanceBackend(kc, options.image, log, options.backendPlacement, options.backendDrainSeconds),
     events: options.events,
+    ...(options.deployments && options.pods ? { sidecars: new SidecarNudge(kc.makeApiClient(k8s.CoreV1Api), options.deployments, options.pods, log, () => leadership.isLeader()) } : {}),
     log,
   };
   let stopped = false;

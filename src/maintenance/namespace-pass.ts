@@ -17,6 +17,7 @@ import type { EventRecorder } from "../k8s/events.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Logger } from "../logger.js";
 import type { MaintenanceBackend } from "./backend.js";
+import type { SidecarNudge } from "./sidecar-nudge.js";
 
 export interface NamespacePassDeps {
   flags: WatchedCache<k8s.V1ConfigMap>;
@@ -25,6 +26,8 @@ export interface NamespacePassDeps {
   networking: k8s.NetworkingV1Api;
   backend: MaintenanceBackend;
   events: EventRecorder;
+  /** Has the sidecars' pods re-read the flag at once (absent: they follow at the kubelet's next sync). */
+  sidecars?: Pick<SidecarNudge, "nudge">;
   log: Logger;
 }
 
@@ -66,6 +69,7 @@ export async function reconcileNamespace(deps: NamespacePassDeps, namespace: str
     }
   }
   if (!flag.enabled && settled && !relevant.some(isSwitched)) await deps.backend.remove(namespace);
+  if (configMap) await deps.sidecars?.nudge(namespace, flag);
   return settled;
 }
 

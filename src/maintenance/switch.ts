@@ -11,6 +11,7 @@ import {
 } from "../core/maintenance-flag.js";
 import { MANAGED_BY, MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
+import { LostLeadership } from "../k8s/leader.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import { pollUntil, sleep } from "../util/wait.js";
 
@@ -49,6 +50,12 @@ export class FlagSwitch implements MaintenanceSwitch {
     /** Ingresses, to wait until the maintenance controller switched (or restored) them. */
     private readonly ingresses: WatchedCache<k8s.V1Ingress> | undefined,
     private readonly timing: { switchTimeoutMs?: number; propagationMs?: number } = {},
+    /**
+     * For the window controller: whether this replica still leads, asked between the read
+     * and the write, so a replica frozen while its read was in flight writes nothing when
+     * it resumes (a successor leads by then).
+     */
+    private readonly leading?: () => boolean,
   ) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
   }
@@ -118,6 +125,7 @@ export class FlagSwitch implements MaintenanceSwitch {
       const current = await this.read(namespace);
       const { result, data } = decide(current);
       if (!data) return result;
+      if (this.leading && !this.leading()) throw new LostLeadership(`no longer leading: the maintenance flag of ${namespace} is left to the leader`);
       try {
         if (!current) {
           const values = Object.fromEntries(Object.entries(data).filter((e): e is [string, string] => e[1] !== null));

@@ -106,7 +106,7 @@ describe("install manifests (kustomize)", function () {
     const writes = [
       ["get", "secrets"], ["create", "jobs.batch"], ["create", "deployments.apps"], ["patch", "deployments.apps"],
       ["create", "configmaps"], ["create", "services"], ["update", "ingresses.networking.k8s.io"], ["patch", "cronjobs.batch"],
-      ["create", "migrationwindows.schema-gate.dev"], ["delete", "pods"], ["patch", "replicasets.apps"],
+      ["create", "migrationwindows.schema-gate.dev"], ["delete", "pods"], ["patch", "pods"], ["patch", "replicasets.apps"],
     ];
     for (const [verb, resource] of writes) {
       assert.equal(await can(verb!, resource!, granted), true, `${verb} ${resource} in a granted namespace`);

@@ -180,11 +180,15 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
     before(() => assert.ok(sidecarsOn && sidecarsOff, "the flags were flipped (the backend's test)"));
 
     // The kubelet rewrites a mounted ConfigMap when it next syncs the pod (syncFrequency,
-    // 1 min by default, plus jitter): figures, not assertions on time.
+    // 1 min by default, plus jitter); the gate annotates the sidecars' pods when the flag
+    // turns on or off, which has it sync them at once. Figures, not assertions on time.
     it("switches each sidecar to the page once the kubelet refreshes the mounted flag, and the app's Service with them", async function () {
       this.timeout(180_000);
       const on = (await sidecarsOn)!;
-      console.log(`      flag on -> each sidecar's first page (kubelet ConfigMap refresh): ${spread(on)}; pods started ${ages(turningOn)} before`);
+      console.log(`      flag on -> each sidecar's first page (the gate nudges the pods, the kubelet rewrites the mounted flag): ${spread(on)}; pods started ${ages(turningOn)} before`);
+      for (const p of (await env.core.listNamespacedPod({ namespace: turningOn.ns, labelSelector: "app=web" })).items) {
+        assert.match(p.metadata?.annotations?.[A.flagSeen] ?? "", /^on-/, `${p.metadata?.name} was nudged for the flag turned on`);
+      }
       const page = await fetch(`http://${turningOn.serviceIP}/`, { headers: { accept: "application/json" } });
       assert.equal(page.status, 503);
       assert.equal((await page.json() as { message: string }).message, MESSAGE);
@@ -197,12 +201,11 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
       const app = await get(turningOff.serviceIP, 80, "/");
       assert.equal(app.status, 200);
       assert.equal(app.body.service, "web");
-      // Any change to a pod makes the kubelet sync it, and so rewrite its mounts at once.
+      // And back: the pods that switched to the page follow the flag turned off.
       const since = Date.now();
       await setFlag(env, turningOn.ns, false, MESSAGE);
-      await env.cluster.kubectl(["annotate", "pods", "-n", turningOn.ns, "-l", "app=web", `example.com/flag-refresh=${since}`]);
-      const annotated = await untilEachAnswers(turningOn.sidecars, 200, since);
-      console.log(`      flag off, then the pods annotated -> each sidecar's first app answer: ${spread(annotated)}`);
+      const back = await untilEachAnswers(turningOn.sidecars, 200, since);
+      console.log(`      flag off again -> each sidecar's first app answer: ${spread(back)}`);
       assert.equal((await get(turningOn.serviceIP, 80, "/")).body.service, "web");
       await pollUntil(async () => (await env.apps.listNamespacedDeployment({ namespace: turningOn.ns })).items.some((d) => d.metadata?.name === BACKEND_SERVICE) ? undefined : true,
         { timeoutMs: 30_000, what: "the gate to remove the maintenance backend" });
