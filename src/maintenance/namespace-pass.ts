@@ -10,7 +10,7 @@ import {
   type IngressChange,
   type IngressSpec,
 } from "../core/ingress-switch.js";
-import { claimManualData, FLAG_NAME, FlagKey, parseFlag, type Route } from "../core/maintenance-flag.js";
+import { claimManualData, FLAG_NAME, FlagKey, parseFlag, type Flag, type Route } from "../core/maintenance-flag.js";
 import { MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus } from "../k8s/errors.js";
 import type { EventRecorder } from "../k8s/events.js";
@@ -36,7 +36,8 @@ export const relevantIngress = (i: k8s.V1Ingress) => switchable(i) || isSwitched
 /**
  * One pass over a namespace: the flag's manual owner recorded, the backend ready before
  * any Ingress points at it, each annotated Ingress switched or restored, the bypass routes
- * written, the backend removed after the last restore. False asks for another pass soon.
+ * written, the backend removed after the last restore; meanwhile the sidecars' pods nudged
+ * to re-read a flag that turned on or off. False asks for another pass soon.
  */
 export async function reconcileNamespace(deps: NamespacePassDeps, namespace: string): Promise<boolean> {
   const configMap = deps.flags.get(FLAG_NAME, namespace);
@@ -48,6 +49,16 @@ export async function reconcileNamespace(deps: NamespacePassDeps, namespace: str
     await deps.events(flagTarget(configMap), "Normal", "MaintenanceOn", `maintenance turned on in ${namespace} (owner manual)`);
   }
 
+  // The sidecars serve the page themselves: they need not wait for the backend and the Ingresses.
+  const nudged = configMap ? deps.sidecars?.nudge(namespace, flag) : undefined;
+  try {
+    return await switchIngresses(deps, namespace, configMap, flag);
+  } finally {
+    await nudged;
+  }
+}
+
+async function switchIngresses(deps: NamespacePassDeps, namespace: string, configMap: k8s.V1ConfigMap | undefined, flag: Flag): Promise<boolean> {
   const relevant = deps.ingresses.list(namespace).filter(relevantIngress);
   if (flag.enabled && relevant.some(switchable) && !(await deps.backend.ensure(namespace))) return false;
 
@@ -69,7 +80,6 @@ export async function reconcileNamespace(deps: NamespacePassDeps, namespace: str
     }
   }
   if (!flag.enabled && settled && !relevant.some(isSwitched)) await deps.backend.remove(namespace);
-  if (configMap) await deps.sidecars?.nudge(namespace, flag);
   return settled;
 }
 
