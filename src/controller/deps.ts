@@ -56,8 +56,8 @@ export interface GroupMembers {
   /** The namespace's pods, from the cache (trimmed) or the API. */
   pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
-  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods; returns the pods deleted. */
-  stopPods(group: Group): Promise<string[]>;
+  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods. */
+  stopPods(group: Group): Promise<void>;
 }
 
 export interface WindowDatabase {

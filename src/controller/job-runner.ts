@@ -3,7 +3,7 @@ import { maskCredentials } from "../core/mask.js";
 import { buildMigrationJob } from "../core/migration-job.js";
 import type { Runner } from "../core/member-spec.js";
 import { migrationJobName, StepFailure, type WindowState } from "../core/window.js";
-import { apiStatus } from "../k8s/errors.js";
+import { apiStatus, ignoreNotFound } from "../k8s/errors.js";
 import type { JobState, MigrationJobs } from "./deps.js";
 
 /**
@@ -65,11 +65,7 @@ export class JobRunner implements MigrationJobs {
   }
 
   async stop(namespace: string, name: string): Promise<void> {
-    try {
-      await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Foreground" });
-    } catch (error) {
-      if (apiStatus(error) !== 404) throw error;
-    }
+    await ignoreNotFound(this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Foreground" }));
   }
 
   /** The last lines of the Job's newest pod, or a note saying why there are none. */

@@ -5,7 +5,7 @@ import { annotationsOf } from "../core/objects.js";
 import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { MERGE_PATCH } from "../k8s/constants.js";
-import { apiStatus } from "../k8s/errors.js";
+import { apiStatus, ignoreNotFound } from "../k8s/errors.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Group, GroupMembers } from "./deps.js";
 
@@ -14,15 +14,6 @@ export interface MemberCaches {
   deployments: WatchedCache<k8s.V1Deployment>;
   pods: WatchedCache<k8s.V1Pod>;
   cronJobs: WatchedCache<k8s.V1CronJob>;
-}
-
-/** A write to an object deleted meanwhile (a pod that just went) has nothing left to do. */
-async function ignoreGone(write: Promise<unknown>): Promise<void> {
-  try {
-    await write;
-  } catch (error) {
-    if (apiStatus(error) !== 404) throw error;
-  }
 }
 
 const ofGroup = (cronJobs: readonly k8s.V1CronJob[], group: Group) => cronJobs.filter((c) => annotationsOf(c)[A.database] === group.name);
@@ -111,9 +102,9 @@ export class Members implements GroupMembers {
    * ReplicaSet controllers would do next, without queueing behind the controller-manager's
    * client rate limit (20 requests a second by default; it took 2 s for 20 Deployments).
    * Only ReplicaSets a member controls, only after the member's own patch: the Deployment
-   * controller, catching up, finds them where it would put them. Returns the pods deleted.
+   * controller, catching up, finds them where it would put them.
    */
-  async stopPods(group: Group): Promise<string[]> {
+  async stopPods(group: Group): Promise<void> {
     const { namespace } = group;
     const stopped = new Set(group.deployments.map((d) => d.metadata?.uid));
     const [sets, pods] = await Promise.all([
@@ -122,11 +113,10 @@ export class Members implements GroupMembers {
     ]);
     const owned = sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.controller && stopped.has(o.uid)));
     await Promise.all(owned.filter((rs) => (rs.spec?.replicas ?? 0) > 0).map((rs) =>
-      ignoreGone(this.apps.patchNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { spec: { replicas: 0 } } }, MERGE_PATCH))));
+      ignoreNotFound(this.apps.patchNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { spec: { replicas: 0 } } }, MERGE_PATCH))));
     const uids = new Set(owned.map((rs) => rs.metadata?.uid));
     const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
-    await Promise.all(running.map((p) => ignoreGone(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
-    return running.map((p) => p.metadata!.name!);
+    await Promise.all(running.map((p) => ignoreNotFound(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
   }
 
   async replicaSets(namespace: string): Promise<ReplicaSetLike[]> {

@@ -10,7 +10,7 @@ import {
   SIDECAR_PATH_PREFIX,
 } from "../core/sidecar-injection.js";
 import { isManaged, MANAGED_BY } from "../k8s/constants.js";
-import { apiStatus } from "../k8s/errors.js";
+import { apiStatus, ignoreNotFound } from "../k8s/errors.js";
 import type { Logger } from "../logger.js";
 
 const BACKEND_LABELS = { ...MANAGED_BY, "app.kubernetes.io/name": BACKEND_SERVICE };
@@ -59,13 +59,10 @@ export class MaintenanceBackend {
 
   /** Removes the backend the gate made (never one somebody else named the same). */
   async remove(namespace: string): Promise<void> {
-    const ignoreMissing = (error: unknown) => {
-      if (apiStatus(error) !== 404) throw error;
-    };
     const existing = await this.apps.readNamespacedDeployment({ name: BACKEND_SERVICE, namespace }).catch(() => undefined);
     if (!isManaged(existing)) return;
-    await this.core.deleteNamespacedService({ name: BACKEND_SERVICE, namespace }).catch(ignoreMissing);
-    await this.apps.deleteNamespacedDeployment({ name: BACKEND_SERVICE, namespace }).catch(ignoreMissing);
+    await ignoreNotFound(this.core.deleteNamespacedService({ name: BACKEND_SERVICE, namespace }));
+    await ignoreNotFound(this.apps.deleteNamespacedDeployment({ name: BACKEND_SERVICE, namespace }));
     this.log.info({ namespace }, "maintenance backend removed");
   }
 }

@@ -235,7 +235,6 @@ export class FakeWorld {
           const running = g.deployments.map((d) => world.deployment(d.metadata!.name!)).filter((d) => d.spec?.replicas !== 0);
           if (running.length > 0) throw new Error(`pods stopped while ${running.map((d) => d.metadata!.name).join(", ")} still wants replicas`);
           world.podsStopped++;
-          return world.podsLeft();
         },
         // A first install has no earlier ReplicaSet to return to.
         replicaSets: async () => world.options.applied === undefined ? [] : [...world.deployments.values()].map((s) => ({
