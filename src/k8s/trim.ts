@@ -27,6 +27,11 @@ function trimMeta(meta: k8s.V1ObjectMeta | undefined, keep: { labels?: boolean; 
   return out;
 }
 
+/** The fields of `from` named in `keys` that are set (an absent one stays absent, as the API sends it). */
+function defined<T extends object, K extends keyof T>(from: T, keys: readonly K[]): Pick<T, K> {
+  return Object.fromEntries(keys.filter((key) => from[key] !== undefined).map((key) => [key, from[key]])) as Pick<T, K>;
+}
+
 /**
  * A Deployment as admission, the scale guard and the window read it: annotations, the
  * replica count, paused, the selector, the container names (which the annotations are
@@ -40,9 +45,7 @@ export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
     ...(spec
       ? {
           spec: {
-            ...(spec.replicas !== undefined ? { replicas: spec.replicas } : {}),
-            ...(spec.paused !== undefined ? { paused: spec.paused } : {}),
-            ...(spec.minReadySeconds !== undefined ? { minReadySeconds: spec.minReadySeconds } : {}),
+            ...defined(spec, ["replicas", "paused", "minReadySeconds"]),
             selector: structuredClone(spec.selector),
             template: { spec: { containers: (spec.template?.spec?.containers ?? []).map((c) => ({ name: c.name })) } },
           },
@@ -50,13 +53,7 @@ export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
       : {}),
     ...(status
       ? {
-          status: {
-            ...(status.observedGeneration !== undefined ? { observedGeneration: status.observedGeneration } : {}),
-            ...(status.replicas !== undefined ? { replicas: status.replicas } : {}),
-            ...(status.updatedReplicas !== undefined ? { updatedReplicas: status.updatedReplicas } : {}),
-            ...(status.availableReplicas !== undefined ? { availableReplicas: status.availableReplicas } : {}),
-            ...(status.readyReplicas !== undefined ? { readyReplicas: status.readyReplicas } : {}),
-          },
+          status: defined(status, ["observedGeneration", "replicas", "updatedReplicas", "availableReplicas", "readyReplicas"]),
         }
       : {}),
   };
