@@ -50,7 +50,10 @@ export async function reconcileNamespace(deps: NamespacePassDeps, namespace: str
   }
 
   // The sidecars serve the page themselves: they need not wait for the backend and the Ingresses.
-  const nudged = configMap ? deps.sidecars?.nudge(namespace, flag) : undefined;
+  // Best effort, and handled at once (it runs while the Ingresses are seen to).
+  const nudged = configMap
+    ? deps.sidecars?.nudge(namespace, flag).catch((error: unknown) => deps.log.warn({ err: error, namespace }, "could not nudge the sidecars' pods"))
+    : undefined;
   try {
     return await switchIngresses(deps, namespace, configMap, flag);
   } finally {

@@ -26,8 +26,8 @@ export function flagShown(flag: Pick<Flag, "enabled" | "message" | "retryAfter" 
  * (Patching pods adds no power to what the gate holds: it may patch their Deployments.)
  */
 export class SidecarNudge {
-  /** Pod uid -> the flag state it was last nudged for. Lost on restart: a pod is then nudged once more. */
-  private readonly nudged = new Map<string, string>();
+  /** Per namespace, pod uid -> the flag state it was last nudged for. Lost on restart: a pod is then nudged once more. */
+  private readonly nudged = new Map<string, Map<string, string>>();
   private refused = false;
 
   constructor(
@@ -41,29 +41,38 @@ export class SidecarNudge {
 
   async nudge(namespace: string, flag: Flag): Promise<void> {
     const withSidecar = this.deployments.list(namespace).filter((d) => annotationsOf(d)[A.sidecar] !== undefined);
-    if (withSidecar.length === 0) return;
+    if (withSidecar.length === 0) {
+      this.nudged.delete(namespace);
+      return;
+    }
     const state = flagShown(flag);
-    const due = this.pods.list(namespace).filter((pod) =>
-      !pod.metadata?.deletionTimestamp && this.nudged.get(pod.metadata?.uid ?? "") !== state &&
-      withSidecar.some((d) => matchesSelector(pod.metadata?.labels, d.spec?.selector)));
-    for (let i = 0; i < due.length; i += PARALLEL) await Promise.all(due.slice(i, i + PARALLEL).map((pod) => this.write(pod, state)));
-    const live = new Set(this.pods.list().map((pod) => pod.metadata?.uid));
-    for (const uid of this.nudged.keys()) if (!live.has(uid)) this.nudged.delete(uid);
+    const live = this.pods.list(namespace).filter((pod) =>
+      !pod.metadata?.deletionTimestamp && withSidecar.some((d) => matchesSelector(pod.metadata?.labels, d.spec?.selector)));
+    // What is remembered of the namespace's pods that are gone goes with them.
+    const before = this.nudged.get(namespace);
+    const seen = new Map(live.flatMap((pod) => {
+      const uid = pod.metadata?.uid ?? "";
+      const was = before?.get(uid);
+      return was === undefined ? [] : [[uid, was] as const];
+    }));
+    this.nudged.set(namespace, seen);
+    const due = live.filter((pod) => seen.get(pod.metadata?.uid ?? "") !== state);
+    for (let i = 0; i < due.length; i += PARALLEL) await Promise.all(due.slice(i, i + PARALLEL).map((pod) => this.write(pod, state, seen)));
   }
 
-  private async write(pod: k8s.V1Pod, state: string): Promise<void> {
+  private async write(pod: k8s.V1Pod, state: string, seen: Map<string, string>): Promise<void> {
     const { name, namespace, uid } = pod.metadata as { name: string; namespace: string; uid: string };
     if (!this.leading()) return;
     try {
       await this.core.patchNamespacedPod({ name, namespace, body: { metadata: { annotations: { [A.flagSeen]: state } } } }, MERGE_PATCH);
-      this.nudged.set(uid, state);
+      seen.set(uid, state);
     } catch (error) {
       if (apiStatus(error) === 404) return;
       if (apiStatus(error) === 403 && !this.refused) {
         this.refused = true;
         this.log.warn({ namespace, pod: name }, `may not patch pods in ${namespace}; sidecars follow the flag at the kubelet's next sync (up to about 90 s): grant pods "patch" as the workloads ClusterRole does`);
       }
-      if (apiStatus(error) === 403) this.nudged.set(uid, state);
+      if (apiStatus(error) === 403) seen.set(uid, state);
       // Anything else is tried again at the namespace's next pass.
       else this.log.warn({ err: error, namespace, pod: name }, "could not nudge a sidecar's pod to re-read the flag");
     }
