@@ -4,13 +4,11 @@ import type { RealNode } from "../../src/local/real-node.js";
 import { createLogger } from "../../src/logger.js";
 import { pollUntil, sleep } from "../../src/util/wait.js";
 import { screenshot } from "../support/chromium.js";
-import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
+import { waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
-import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
-import { answerKind as kind, get, pollEvery, realShopValues, runs, shopAppImage, type Poll } from "../support/real-shop.js";
+import { answerKind as kind, gateForRealShop, get, pollEvery, realShopValues, runs, type Poll } from "../support/real-shop.js";
 import { releaseShop, shopDatabase, shopReady, windowSettled } from "../support/shop.js";
 
-const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
 const HOST = "shop.example";
 const V1 = { "001-items.sql": "ALTER TABLE items ADD COLUMN price int NOT NULL DEFAULT 0;" };
 // The migration takes a while, so that a browser started at the first page answer loads the page during the window.
@@ -32,10 +30,7 @@ describe("real ingress: the shop's Ingress served by HAProxy (the local Ingress 
   before(async function () {
     this.timeout(60 * 60_000); // a first run on a machine builds the binaries
     env = await testEnv();
-    node = requireRealNode(env);
-    const [shop, page] = await Promise.all([shopAppImage(node), gateImageOnNode(node)]);
-    image = shop.name;
-    gate = await startGate(env, [...GATE_ARGS, "--image", page.name, "--backend-placement", JSON.stringify(node.placement)]);
+    ({ node, shopImage: image, gate } = await gateForRealShop(env));
     controller = await startIngressController({ kc: env.kc, dir: node.dir, log: createLogger({ level: "warn", name: "ingress" }) });
     ns = await testNamespace("real-ingress");
     await waitForWebhooks(env, ns);

@@ -5,10 +5,9 @@ import { BACKEND_PORT, BACKEND_SERVICE } from "../../src/core/ingress-switch.js"
 import { SIDECAR_NAME } from "../../src/core/sidecar-injection.js";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
-import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
+import { waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
-import { gateImageOnNode, requireRealNode } from "../support/real-node.js";
-import { get, shopAppImage, withClient } from "../support/real-shop.js";
+import { gateForRealShop, get, withClient } from "../support/real-shop.js";
 import {
   apply,
   migrationAnnotations,
@@ -22,7 +21,6 @@ import {
 } from "../support/real-pods.js";
 import { eventsOf, GROUP, shopDatabase, shopReady, windowSettled } from "../support/shop.js";
 
-const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
 /** Run with node -e in the backend's container: can it write, is its root read-only, is a token there. */
 const INSIDE_PROBE = `const fs = require("fs"); let write; try { fs.writeFileSync("/tmp/probe", "x"); write = "written"; } catch (e) { write = e.code; }
   const root = fs.readFileSync("/proc/mounts", "utf8").split("\\n").find((l) => l.split(" ")[1] === "/");
@@ -39,11 +37,7 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
   before(async function () {
     this.timeout(60 * 60_000); // a first run on a machine builds the binaries
     env = await testEnv();
-    node = requireRealNode(env);
-    const [shop, page] = await Promise.all([shopAppImage(node), gateImageOnNode(node)]);
-    shopImage = shop.name;
-    pageImage = page.name;
-    gate = await startGate(env, [...GATE_ARGS, "--image", pageImage, "--backend-placement", JSON.stringify(node.placement)]);
+    ({ node, shopImage, pageImage, gate } = await gateForRealShop(env));
   });
   after(async () => gate?.stop());
 

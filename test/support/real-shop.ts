@@ -3,9 +3,23 @@ import { get, pollEvery, type Answer, type Poll } from "../../src/local/http-pro
 import pg from "pg";
 import type { RealNode } from "../../src/local/real-node.js";
 import { pollUntil } from "../../src/util/wait.js";
+import { shopAppImage } from "../../src/local/app-image.js";
 import type { TestEnv } from "./env.js";
+import { startGate, type GateProcess } from "./gate.js";
+import { gateImageOnNode, requireRealNode } from "./real-node.js";
 
 export { realShopValues, shopAppImage } from "../../src/local/app-image.js";
+
+/**
+ * The real node with the shop app's and the gate's images on it, and a gate (settle 1 s,
+ * lease 3 s) whose maintenance backend runs there from the gate's image.
+ */
+export async function gateForRealShop(env: TestEnv): Promise<{ node: RealNode; shopImage: string; pageImage: string; gate: GateProcess }> {
+  const node = requireRealNode(env);
+  const [shop, page] = await Promise.all([shopAppImage(node), gateImageOnNode(node)]);
+  const gate = await startGate(env, ["--settle", "1", "--lease-duration", "3", "--image", page.name, "--backend-placement", JSON.stringify(node.placement)]);
+  return { node, shopImage: shop.name, pageImage: page.name, gate };
+}
 export { answerKind, get, pollEvery, runs, type Answer, type Poll } from "../../src/local/http-probe.js";
 
 /** `kubectl logs -f` of a pod, from now until its container ends. */
