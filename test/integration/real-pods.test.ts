@@ -90,7 +90,12 @@ describe("real pods: the Job runner, the maintenance backend and the sidecar on 
       const inside = JSON.parse(await env.cluster.kubectl(["exec", "-n", ns, pod.metadata!.name!, "-c", "page", "--", process.execPath, "-e", INSIDE_PROBE]));
       assert.deepEqual(inside, { write: "EROFS", root: "ro", uid: 1000, token: false });
       const service = await env.core.readNamespacedService({ name: BACKEND_SERVICE, namespace: ns });
-      const page = await fetch(`http://${service.spec!.clusterIP}:${BACKEND_PORT}/checkout`, { headers: { accept: "text/html" } });
+      // Ready is the kubelet's word; kube-proxy routes the Service once the EndpointSlice reaches
+      // it, a moment later (until then the connection is refused).
+      const page = await pollUntil(
+        () => fetch(`http://${service.spec!.clusterIP}:${BACKEND_PORT}/checkout`, { headers: { accept: "text/html" } }),
+        { timeoutMs: 15_000, what: "the maintenance backend's Service to answer through kube-proxy" },
+      );
       assert.equal(page.status, 503);
       assert.match(page.headers.get("retry-after") ?? "", /^\d+$/);
       assert.match(await page.text(), new RegExp(MESSAGE));
