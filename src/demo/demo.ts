@@ -14,6 +14,7 @@ import { projectRoot } from "../local/paths.js";
 import type { PostgresServer } from "../local/postgres.js";
 import { localSite, realNodeSite, type DemoSite } from "./sites.js";
 import { pollUntil, sleep } from "../util/wait.js";
+import { loadKubeConfig } from "../k8s/kubeconfig.js";
 
 export const DEMO_NAMESPACE = "shop-demo";
 export const DEMO_GROUP = "shop-db";
@@ -49,8 +50,7 @@ export async function runDemo(
   /** `--keep`: called after the window with the gate still running; the demo ends when it returns. */
   keep?: (running: { pageUrl: string }) => Promise<void>,
 ): Promise<DemoResult> {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig);
+  const kc = loadKubeConfig(cluster.kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const apps = kc.makeApiClient(k8s.AppsV1Api);
   const helm = (args: string[]) => cluster.helm([...args, "-n", DEMO_NAMESPACE, "--kubeconfig", cluster.kubeconfig]);

@@ -2,6 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { acquireCluster, type Cluster } from "../../src/local/cluster.js";
 import { grantNamespace } from "../../src/local/gate.js";
 import { startPostgres, type PostgresServer } from "../../src/local/postgres.js";
+import { loadKubeConfig } from "../../src/k8s/kubeconfig.js";
 
 export interface TestEnv {
   cluster: Cluster;
@@ -31,8 +32,7 @@ export function testEnv(): Promise<TestEnv> {
     const [cluster, postgres] = await Promise.all([acquireCluster(), startPostgres()]);
     // Pods on the real node reach PostgreSQL at the host's address on the pod bridge.
     if (cluster.realNode) await postgres.listenAlso(cluster.realNode.hostAddress, cluster.realNode.podSubnet);
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(cluster.kubeconfig);
+    const kc = loadKubeConfig(cluster.kubeconfig);
     return {
       cluster,
       postgres,
