@@ -135,6 +135,8 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === "--serve") {
+  // Ends as a normal exit, so a `node --cpu-prof` run of the bench writes the servers' profile too.
+  process.once("SIGTERM", () => process.exit(0));
   const ports = await serveAll(process.argv[3]!);
   process.send!(ports);
 } else {

@@ -72,8 +72,8 @@ export interface WindowDatabase {
   checkPooler(target: DatabaseTarget): Promise<void>;
   /** RESUMEs the pooler the Secret names (nothing without one); a pooler not paused counts as resumed. */
   resumePooler(target: DatabaseTarget): Promise<void>;
-  /** Applies the pending files under the migration session's timeouts; returns the names applied. */
-  applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<string[]>;
+  /** Applies the pending files under the migration session's timeouts; returns the names applied and whether the ledger then records `version`. */
+  applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<{ ran: string[]; recorded: boolean }>;
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
   /** Claims the database for the group; refuses (MigrationError) when another group owns it. */
   claim(target: DatabaseTarget, group: string): Promise<void>;
@@ -119,13 +119,21 @@ export interface WindowDeps {
 /**
  * The deps as a step sees them: every call that writes (the record, members, Events, the
  * flag, the database, Jobs) first checks that this replica still leads, so a deposed
- * replica stops at its next write instead of undoing its successor's work.
+ * replica stops at its next write instead of undoing its successor's work. Every write
+ * but an Event also waits for `recorded` (the window record's queued writes): a step's
+ * reads go on while its record is written, its first change to the world waits for it.
  */
-export function fence(deps: WindowDeps): WindowDeps {
+export function fence(deps: WindowDeps, recorded: () => Promise<void> = async () => undefined): WindowDeps {
   const check = () => {
     if (!deps.leading()) throw new LostLeadership("this replica no longer leads the window controller");
   };
+  const told = <A extends unknown[], R>(write: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    check();
+    return write(...args);
+  };
   const guard = <A extends unknown[], R>(write: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    check();
+    await recorded();
     check();
     return write(...args);
   };
@@ -157,7 +165,7 @@ export function fence(deps: WindowDeps): WindowDeps {
     },
     jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },
     maintenance: { turnOn: guard(maintenance.turnOn.bind(maintenance)), turnOff: guard(maintenance.turnOff.bind(maintenance)) },
-    narrate: guard(deps.narrate),
+    narrate: told(deps.narrate),
     showProgress: (namespace, state) => {
       if (deps.leading()) deps.showProgress(namespace, state);
     },

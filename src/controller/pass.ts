@@ -1,6 +1,7 @@
 import { maskCredentials } from "../core/mask.js";
 import type { Settling } from "../core/window-policy.js";
-import type { Step } from "../core/window.js";
+import type { Step, WindowState } from "../core/window.js";
+import { LostLeadership } from "../k8s/leader.js";
 import type { Group, StoredWindow, WindowDeps, WindowRecords } from "./deps.js";
 
 /** What a pass asks for next, in the manner of controller-runtime's Result: nothing until an event, or another pass after N ms. */
@@ -28,26 +29,82 @@ export interface GroupMemory {
    * The record as this replica last read or wrote it, while it leads: a pass reads it from
    * here instead of the API. Only the leader writes it, and every write carries the
    * resourceVersion, so a stale copy cannot be written over a successor's: the write is
-   * refused, this copy dropped and the record read again.
+   * refused, this copy dropped and the record read again. `version` is that of the last
+   * write the API confirmed; `state` may be newer, with its write queued (`writing`).
    */
   record?: StoredWindow;
+  /** The record's queued writes (see saveBehind), in order; never rejects. */
+  writing?: Promise<void>;
+  /** Why a queued write failed: the next save or barrier throws it, and the copy is read again. */
+  writeFailure?: unknown;
 }
 
-/** The group's records as its passes use them: the last one read or written is kept in `memory`. */
-export function rememberedRecords(records: WindowRecords, memory: GroupMemory): WindowRecords {
+/** The group's records as its passes use them: the copy last read or written is kept in `memory`. */
+export interface RememberedRecords extends WindowRecords {
+  /**
+   * Keeps `state` as the record at once and writes it after the writes queued before it,
+   * while the pass goes on. For the steps that may run ahead of their record
+   * (RUNS_AHEAD_OF_RECORD): redone after a restart, they change nothing the record must
+   * say first. Every `save` writes only after the queue.
+   */
+  saveBehind(namespace: string, state: WindowState): void;
+  /** Waits for the queued writes; throws the failure of one (the copy is dropped, the next pass reads the API). */
+  written(): Promise<void>;
+}
+
+export function rememberedRecords(records: WindowRecords, memory: GroupMemory, leading: () => boolean): RememberedRecords {
+  const written = async () => {
+    await memory.writing;
+    const failure = memory.writeFailure;
+    if (failure === undefined) return;
+    memory.writeFailure = undefined;
+    memory.record = undefined;
+    throw failure;
+  };
   return {
     async read(namespace, group) {
-      if (memory.record) return memory.record;
+      if (memory.record && memory.writeFailure === undefined) return memory.record;
+      // No copy, or one whose write failed: what the API has is the truth, once this
+      // replica's writes are done; a write refused because another replica wrote says so.
+      await memory.writing;
+      const failure = memory.writeFailure;
+      memory.writeFailure = undefined;
+      memory.record = undefined;
+      if (failure instanceof LostLeadership) throw failure;
       const stored = await records.read(namespace, group);
       memory.record = stored;
       return stored;
     },
     async save(namespace, state, version) {
+      await written();
+      const base = memory.record ? memory.record.version : version;
       memory.record = undefined;
-      const saved = await records.save(namespace, state, version);
+      const saved = await records.save(namespace, state, base);
       memory.record = { state, version: saved };
       return saved;
     },
+    saveBehind(namespace, state) {
+      if (memory.record?.version === undefined) {
+        // Dropped meanwhile (leadership changed hands): nothing to write after; the next pass reads the API.
+        memory.writeFailure ??= new LostLeadership(`window record of ${namespace}/${state.group}: this replica's copy was dropped`);
+        return;
+      }
+      memory.record = { ...memory.record, state };
+      const write = async () => {
+        // After a failure, or with the copy dropped, the chain of versions is broken: write nothing more.
+        const base = memory.record?.version;
+        if (memory.writeFailure !== undefined || base === undefined) return;
+        try {
+          if (!leading()) throw new LostLeadership("this replica no longer leads the window controller");
+          const saved = await records.save(namespace, state, base);
+          if (memory.record) memory.record = { ...memory.record, version: saved };
+        } catch (error) {
+          memory.writeFailure = error;
+        }
+      };
+      memory.writing = (memory.writing ?? Promise.resolve()).then(write);
+    },
+    written,
   };
 }
 

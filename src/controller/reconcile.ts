@@ -16,9 +16,9 @@ import { isConnectionError } from "../db/errors.js";
 import { LostLeadership } from "../k8s/leader.js";
 import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
-import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type Result } from "./pass.js";
+import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type RememberedRecords, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
-import { askRunner, STEP_BODIES, CACHED_STEPS, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -40,7 +40,10 @@ export async function reconcileGroup(
     memory.record = undefined;
     return DONE;
   }
-  const deps = fence({ ...unfenced, records: rememberedRecords(unfenced.records, memory) });
+  const records = rememberedRecords(unfenced.records, memory, unfenced.leading);
+  // Writes wait for the record's queued writes, except in a step that may run ahead of it.
+  let ahead = false;
+  const deps = fence({ ...unfenced, records }, () => (ahead ? Promise.resolve() : records.written()));
   const stored = await deps.records.read(namespace, name);
   const state = stored.state;
   memory.step = state && !state.result ? state.step : undefined;
@@ -54,6 +57,7 @@ export async function reconcileGroup(
     const group = planWindow(cached.deployments).kind === "none" ? cached : await deps.members.read(namespace, name);
     return considerOpening(deps, group, stored, memory);
   }
+  ahead = RUNS_AHEAD_OF_RECORD.has(state.step);
   // A step that writes no member reads the caches, not a LIST each time.
   const group = CACHED_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
   const now = deps.now();
@@ -83,7 +87,7 @@ export async function reconcileGroup(
       return AGAIN;
     }
     case "run":
-      return runStep(deps, group, state, stored.version!, memory, steps[state.step]);
+      return runStep(deps, records, group, state, stored.version!, memory, steps[state.step]);
   }
 }
 
@@ -103,7 +107,7 @@ async function settleMigration(deps: WindowDeps, group: Group, state: WindowStat
   return AGAIN;
 }
 
-async function runStep(deps: WindowDeps, group: Group, state: WindowState, version: string, memory: GroupMemory, body: StepBody): Promise<Result> {
+async function runStep(deps: WindowDeps, records: RememberedRecords, group: Group, state: WindowState, version: string, memory: GroupMemory, body: StepBody): Promise<Result> {
   const { namespace } = group;
   const where = { namespace, group: state.group, window: state.id, step: state.step };
   if (!state.stepStartedAt) {
@@ -137,7 +141,10 @@ async function runStep(deps: WindowDeps, group: Group, state: WindowState, versi
   }
   memory.reported = undefined;
   const next = completeStep(state, result.outcome, deps.now());
-  await deps.records.save(namespace, next, version);
+  // The next step starts while its record is written: one that may run ahead of it
+  // wholly, the others up to their first write (the fence makes that wait).
+  if (next.result) await deps.records.save(namespace, next, version);
+  else records.saveBehind(namespace, next);
   deps.log.info({ ...where, ms: next.timings[state.step] }, "step finished");
   if (next.result) await finish(deps, group, next);
   // Also after the end: a member held for another version gets its window next.

@@ -12,6 +12,8 @@ import type { Logger } from "../logger.js";
 import type { MaintenanceSwitch } from "../maintenance/switch.js";
 import type { Metrics } from "../metrics.js";
 import { SerialWork } from "../util/serial-work.js";
+import { sleep } from "../util/wait.js";
+import { recently } from "../util/recently.js";
 import type { Narrate, WindowDeps } from "./deps.js";
 import { JobRunner } from "./job-runner.js";
 import { narrator } from "./narrator.js";
@@ -126,7 +128,9 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       for (const timer of timers.values()) clearTimeout(timer);
       // Let running steps notice and return.
       await work.settle(2500);
-      await Promise.all([progress.stop(), events.flush(2000)]);
+      // Records written behind their steps land before the process goes (bounded, like the Events).
+      const writes = Promise.all([...memories.values()].map((memory) => memory.writing));
+      await Promise.all([progress.stop(), events.flush(2000), Promise.race([writes, sleep(2000)])]);
     },
   };
 }
@@ -138,7 +142,12 @@ function windowDeps(options: ControllerOptions, records: WindowStore, showProgre
   return {
     records,
     members: new Members(kc, options.caches),
-    database: { ...windowSql, target: recentSecrets(core), sqlFiles: (namespace, name) => sqlFiles(core, namespace, name) },
+    database: {
+      ...windowSql,
+      target: recently((namespace, secret) => databaseTarget(core, namespace, secret)),
+      // Never reused: the next window's opening must see the ConfigMap's new files.
+      sqlFiles: (namespace, name) => sqlFiles(core, namespace, name),
+    },
     jobs: new JobRunner(kc),
     maintenance: options.maintenance,
     narrate,
@@ -150,28 +159,5 @@ function windowDeps(options: ControllerOptions, records: WindowStore, showProgre
     newSuffix: () => randomBytes(2).toString("hex"),
     settleMs: options.settleMs,
     readinessTimeoutMs: options.readinessTimeoutMs ?? 5 * 60_000,
-  };
-}
-
-/** How long a database Secret read stays good for the next step: one read for terminate, migrate and verify. */
-const SECRET_REUSE_MS = 3000;
-
-/**
- * The database Secret as the window's steps read it, once for the steps that follow each
- * other within the downtime (each read is a round trip there). Only a successful read is
- * kept, and only briefly: a fixed or rotated Secret is seen by the next retry.
- */
-function recentSecrets(core: k8s.CoreV1Api): WindowDeps["database"]["target"] {
-  const recent = new Map<string, { at: number; target: ReturnType<typeof databaseTarget> }>();
-  return (namespace, secret) => {
-    const key = `${namespace}/${secret}`;
-    const now = Date.now();
-    const kept = recent.get(key);
-    if (kept && now - kept.at < SECRET_REUSE_MS) return kept.target;
-    for (const [k, v] of recent) if (now - v.at >= SECRET_REUSE_MS) recent.delete(k);
-    const target = databaseTarget(core, namespace, secret);
-    recent.set(key, { at: now, target });
-    target.catch(() => recent.get(key)?.target === target && recent.delete(key));
-    return target;
   };
 }

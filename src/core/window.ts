@@ -77,6 +77,11 @@ export interface WindowState {
   /** When the first member was scaled to zero, and when the migration committed. */
   quiescedAt?: string;
   committedAt?: string;
+  /**
+   * Set when the SQL runner read the version back from its ledger in the migration's own
+   * session, right after the commit: the verify step then opens no session of its own.
+   */
+  verified?: boolean;
   /** Milliseconds each step took (the last run of it). */
   timings: Partial<Record<Step, number>>;
 }

@@ -81,7 +81,7 @@ export const windowSql = {
     files: MigrationFile[],
     version: string,
     options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void },
-  ): Promise<string[]> {
+  ): Promise<{ ran: string[]; recorded: boolean }> {
     try {
       return await withSession(
         target,
@@ -89,7 +89,10 @@ export const windowSql = {
         async (client) => {
           // A client that connected since the terminate step would block the DDL.
           await terminateOtherSessions(client, target.database);
-          return new SqlRunner(client, group).apply(files, version, options.onFile);
+          const runner = new SqlRunner(client, group);
+          const ran = await runner.apply(files, version, options.onFile);
+          // Read back once committed, in the same session: the verify step has nothing left to ask.
+          return { ran, recorded: await runner.versionRecorded(version) };
         },
       );
     } catch (error) {

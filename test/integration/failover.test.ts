@@ -68,9 +68,23 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
   /**
    * SIGKILLs or SIGSTOPs (then SIGCONTs) the leader once the run's record enters its step,
    * and checks: the other replica took over and the window converged, the Lease changed
-   * hands once, and the audit log has no write by the deposed leader from the takeover on.
+   * hands once, and the audit log has no write by the deposed leader from the takeover on
+   * that the apiserver accepted.
+   * A step can be over within the signal's few milliseconds (drain on kwok, verify, whose
+   * record write the next step's follows at once): when the record had already left the
+   * step, the run is checked all the same and then repeated with the next upgrade, up to
+   * three times, until one signal lands in the step.
    */
   async function disrupt(how: "kill" | "freeze", run: Run): Promise<void> {
+    const missed: string[] = [];
+    while (!(await disruptOnce(how, run, missed.length > 0 ? ` (try ${missed.length + 1})` : ""))) {
+      missed.push(run.step);
+      assert.ok(missed.length < 3, `in 3 tries the signal never reached the leader while the record said ${run.step} (${run.label})`);
+    }
+  }
+
+  /** One disruption of the run; true when the signal reached the leader while the record said the run's step. */
+  async function disruptOnce(how: "kill" | "freeze", run: Run, attempt: string): Promise<boolean> {
     const leader = await leaderOf(env, replicas);
     const successor = other(leader);
     const { transitions } = await readLease(env);
@@ -83,8 +97,8 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
       leader.frozen = true;
       leader.process.child.kill("SIGSTOP");
     }
-    assert.equal((await windowRecord(env, run.namespace))?.step, run.step, `${leader.name} finished step ${run.step} before the signal reached it`);
-    let label = run.label;
+    const landed = (await windowRecord(env, run.namespace))?.step === run.step;
+    let label = run.label + attempt + (landed ? "" : ", the signal late");
     if (how === "freeze") {
       const frozenFor = await freeze(leader, successor, mark, run);
       const lost = await pollUntil(async () => leader.process.logs.slice(logsAt).find((l) => l.includes('"lost leadership"')),
@@ -104,6 +118,7 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
       replicas = replicas.filter((r) => r !== leader);
       replicas.push(await startReplica(env, leader.name, ARGS, { clockOffsetSeconds: leader.clockOffsetSeconds }));
     }
+    return landed;
   }
 
   function assertHandover(mark: number, deposed: Replica, successor: Replica, label: string): void {
@@ -113,9 +128,10 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
       `${deposed.name} wrote after ${successor.name} took the Lease (${label})`);
     const gap = h.deposedLastMs === undefined ? "no write" : `${h.takenMs - h.deposedLastMs} ms`;
     figures.push(`${label}: ${deposed.name} last wrote ${gap} before ${successor.name} took the Lease; ` +
-      `${writes.filter((w) => w.credential === successor.credential).length} write(s) by ${successor.name} after, 0 by ${deposed.name}` +
+      `${writes.filter((w) => w.credential === successor.credential).length} write(s) by ${successor.name} after, none by ${deposed.name} that took effect` +
       (h.lateScaleGuard.length ? `; its scale guard wrote ${h.lateScaleGuard.length}` : "") +
-      (h.refusedLease.length ? `; ${h.refusedLease.length} stale Lease write(s) refused (409)` : ""));
+      (h.refusedLease.length ? `; ${h.refusedLease.length} stale Lease write(s) refused (409)` : "") +
+      (h.refusedStale.length ? `; ${h.refusedStale.length} stale write(s) sent as it was frozen, refused (409): ${h.refusedStale.map((w) => `${w.verb} ${w.what}`).join(", ")}` : ""));
   }
 
   /** The shop chart's group in a fresh namespace, at version 1; `next` makes the run of its next upgrade. */
@@ -165,7 +181,12 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     let next: ShopGroup["next"];
     before(async () => ({ next } = await shopGroup("failover-kill")));
 
-    for (const step of STEPS) {
+    // All but verify: with the SQL runner it takes no time of its own (the migration's
+    // session read the ledger back), so the record says `verify` only while the next write
+    // is on its way and no signal lands in it. A leader killed between the commit and the
+    // restore is restart.test.ts's "at the start of step verify" and the unit tests' lost
+    // write after migrate.
+    for (const step of STEPS.filter((s) => s !== "verify")) {
       it(`the other replica finishes a window whose leader was killed in step ${step}`, async function () {
         await disrupt("kill", next(`killed in ${step}`, step, { slow: step === "migrate" ? "\nSELECT pg_sleep(1);" : "" }));
       });
@@ -177,7 +198,7 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     before(async () => ({ next } = await shopGroup("failover-freeze")));
 
     for (const step of ["quiesce", "restore", "readiness"] as const) {
-      it(`writes nothing after the other replica took over in step ${step}, and follows it`, async function () {
+      it(`changes nothing after the other replica took over in step ${step} (a write sent as it froze is refused as stale), and follows it`, async function () {
         await disrupt("freeze", next(`frozen in ${step}`, step));
       });
     }

@@ -75,15 +75,25 @@ const isLeaseWrite = (w: AuditedWrite) => w.what.startsWith("leases ");
  */
 const isRefusedLeaseWrite = (w: AuditedWrite) => isLeaseWrite(w) && w.code === 409;
 
+/**
+ * Any other write the apiserver refused for its stale resourceVersion: one the replica sent
+ * between its last check of the Lease and being frozen, which went out when it woke. No
+ * client can make that check and its request one act; the resourceVersion is the fence,
+ * and it held: the write changed nothing.
+ */
+const isRefusedStaleWrite = (w: AuditedWrite) => !isLeaseWrite(w) && w.code === 409;
+
 export interface Handover {
   /** When the successor took the Lease (its first write of it). */
   takenMs: number;
   /** The deposed replica's last write before that (scale guard aside). */
   deposedLastMs: number | undefined;
-  /** Its writes from the successor's taking of the Lease on (scale guard, refused Lease writes aside): must be none. */
+  /** Its writes from the successor's taking of the Lease on (scale guard and writes refused as stale aside): must be none. */
   late: AuditedWrite[];
   /** Its Lease writes refused (409) after that, for the record. */
   refusedLease: AuditedWrite[];
+  /** Its other writes refused as stale (409) after that, for the record. */
+  refusedStale: AuditedWrite[];
   /** Its scale guard's writes after that, for the record. */
   lateScaleGuard: AuditedWrite[];
 }
@@ -98,8 +108,9 @@ export function handover(writes: readonly AuditedWrite[], deposed: string, succe
   return {
     takenMs: taken.receivedMs,
     deposedLastMs: before.length ? Math.max(...before.map((w) => w.receivedMs)) : undefined,
-    late: after.filter((w) => !isScaleGuardWrite(w) && !isRefusedLeaseWrite(w)),
+    late: after.filter((w) => !isScaleGuardWrite(w) && !isRefusedLeaseWrite(w) && !isRefusedStaleWrite(w)),
     refusedLease: after.filter(isRefusedLeaseWrite),
+    refusedStale: after.filter(isRefusedStaleWrite),
     lateScaleGuard: after.filter(isScaleGuardWrite),
   };
 }

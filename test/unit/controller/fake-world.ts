@@ -80,6 +80,19 @@ export class FakeWorld {
   podsStopped = 0;
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
+  /** The step a test says is running (see its wrapped step bodies), and for each write to the world but the record's: that step and the record's. */
+  current: string | undefined;
+  writeSteps: Array<{ step?: string; record?: string }> = [];
+  /** How often a session of its own asked the ledger whether a version is recorded. */
+  ledgerAsks = 0;
+  /** The ledger does not show the version after the migration (a runner that recorded nothing). */
+  loseLedgerVersion = false;
+  /** How long each write of the record takes (0: done within the pass). */
+  saveLagMs = 0;
+  /** An error for the write of this state, to make it fail. */
+  failSave: ((state: WindowState) => Error | undefined) | undefined;
+  /** The step the stored record was at when the migration started and when each member patch was sent, by what it did. */
+  recordStepAt = new Map<string, Array<string | undefined>>();
   private deployments = new Map<string, StoredDeployment>();
   private rv = 10;
 
@@ -92,7 +105,12 @@ export class FakeWorld {
     for (const name of members) this.addMember(name, options.versions?.[name] ?? "2", options.applied);
   }
 
-  private write(): void {
+  private noteRecordStep(what: string): void {
+    this.recordStepAt.set(what, [...(this.recordStepAt.get(what) ?? []), this.record.state?.step]);
+  }
+
+  private write(what = "world"): void {
+    if (what !== "record") this.writeSteps.push({ ...(this.current ? { step: this.current } : {}), record: this.record.state?.step });
     this.writes++;
     if (!this.leading) this.writesWhileDeposed++;
   }
@@ -190,8 +208,11 @@ export class FakeWorld {
       records: {
         read: async () => structuredClone(world.record),
         save: async (_namespace, state, version) => {
+          if (world.saveLagMs > 0) await new Promise((resolve) => setTimeout(resolve, world.saveLagMs));
+          const failure = world.failSave?.(state);
+          if (failure) throw failure;
           if (version !== world.record.version) throw new LostLeadership("record changed meanwhile");
-          world.write();
+          world.write("record");
           world.record = { state: structuredClone(state), version: String(world.rv++) };
           world.saves.push(structuredClone(state));
           return world.record.version!;
@@ -203,7 +224,8 @@ export class FakeWorld {
           return group();
         },
         cached: () => world.frozenCache?.group ?? group(),
-        patchEach: async (g, _what, patchFor) => {
+        patchEach: async (g, what, patchFor) => {
+          world.noteRecordStep(what);
           const patched: string[] = [];
           let members = g.deployments;
           for (let round = 0; round < 5; round++) {
@@ -269,6 +291,7 @@ export class FakeWorld {
         },
         // As the SQL runner: file by file, each committed before onFile hears of it.
         applySql: async (_t, _g, files, version, options) => {
+          world.noteRecordStep("migration");
           world.pooler.duringMigration.push(world.pooler.paused);
           const ran: string[] = [];
           for (const { name } of files.filter((f) => !world.applied.has(f.name))) {
@@ -279,15 +302,19 @@ export class FakeWorld {
             options.onFile?.(name, 1);
           }
           world.versions.add(version);
-          return ran;
+          return { ran, recorded: !world.loseLedgerVersion && world.versions.has(version) };
         },
-        versionRecorded: async (_t, _g, version) => world.versions.has(version),
+        versionRecorded: async (_t, _g, version) => {
+          world.ledgerAsks++;
+          return !world.loseLedgerVersion && world.versions.has(version);
+        },
         claim: async () => {
           world.write();
         },
       },
       jobs: {
         ensure: async (_owner, state) => {
+          world.noteRecordStep("migration");
           world.write();
           world.pooler.atJobStart.push(world.pooler.paused);
           const name = migrationJobName(state);

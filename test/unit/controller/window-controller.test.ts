@@ -331,6 +331,81 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(reads, 1, `one read for a whole window of ${world.saves.length} writes and some 60 passes`);
   });
 
+  it("starts drain, terminate, verify and readiness while their record is written; every other step changes nothing before its record is in", async () => {
+    for (const runner of ["sql", "job"] as const) {
+      const world = new FakeWorld({ applied: "1", runner, lagMs: 300 });
+      world.saveLagMs = 2;
+      const ahead = new Set<string>();
+      const watched = Object.fromEntries(Object.entries(STEP_BODIES).map(([step, body]) => [step, (context: Parameters<StepBody>[0]) => {
+        world.current = step;
+        if (world.record.state?.step !== step) ahead.add(step);
+        return body(context).finally(() => (world.current = undefined));
+      }])) as Steps;
+      assert.equal(await drive(world, world.deps(), watched), "settled");
+      if (runner === "sql") assertDone(world);
+      else assert.equal(world.record.state!.result, "Done");
+      for (const step of ["drain", "terminate", "verify", "readiness"]) assert.ok(ahead.has(step), `${runner}: ${step} started before its record was in`);
+      const early = world.writeSteps.filter(({ step, record }) => step !== undefined && !["drain", "terminate", "verify", "readiness"].includes(step) && record !== step);
+      assert.deepEqual(early, [], `${runner}: writes made before the record said their step`);
+      assert.deepEqual(world.recordStepAt.get("migration"), ["migrate"], `${runner}: the record says migrate before the migration starts`);
+      assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "restore"), `${runner}: and restore before a member comes back`);
+    }
+  });
+
+  it("verifies by the migration session's own read of the ledger, and asks the ledger again only for a record without it", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    assert.equal(world.ledgerAsks, 0, "no session of its own for verify");
+
+    const resumed = new FakeWorld({ applied: "1" });
+    const olderRecord = replacing("migrate", async (context) => {
+      const result = await STEP_BODIES.migrate(context);
+      return result.kind === "done" ? { kind: "done", outcome: { ...result.outcome, verified: undefined } } : result;
+    });
+    assert.equal(await drive(resumed, resumed.deps(), olderRecord), "settled");
+    assertDone(resumed);
+    assert.equal(resumed.ledgerAsks, 1);
+
+    const unrecorded = new FakeWorld({ applied: "1" });
+    unrecorded.loseLedgerVersion = true;
+    assert.equal(await drive(unrecorded, unrecorded.deps()), "settled");
+    assert.equal(unrecorded.record.state!.failure?.step, "verify");
+    assert.match(unrecorded.record.state!.failure!.message, /schema version 2 is not recorded as applied after the migration/);
+  });
+
+  it("redoes from the API's record when a write behind a step fails: a lost write repeats a step, never skips one", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    world.saveLagMs = 2;
+    let failures = 0;
+    world.failSave = (state) => (state.step === "verify" && failures++ === 0 ? new Error("connect ECONNRESET 10.96.0.1:443") : undefined);
+    const deps = world.deps();
+    let reads = 0;
+    const read = deps.records.read;
+    deps.records.read = (...args) => (reads++, read(...args));
+    const memory: GroupMemory = {};
+    const errors: string[] = [];
+    for (let pass = 0; pass < 500; pass++) {
+      let requeue: number | undefined;
+      try {
+        ({ requeueAfterMs: requeue } = await reconcileGroup(deps, NAMESPACE, GROUP, memory));
+      } catch (error) {
+        errors.push((error as Error).message); // the controller logs it and passes again after a second
+        requeue = 1000;
+      }
+      if (requeue === undefined) break;
+      world.now += requeue;
+    }
+    assertDone(world);
+    // The failed write is noticed by the next pass (read again from the API: the record at
+    // migrate) or by the restore's first write, which waits for it and fails the pass.
+    assert.ok(errors.every((message) => message === "connect ECONNRESET 10.96.0.1:443"), errors.join("; "));
+    assert.equal(reads, 2);
+    assert.deepEqual(world.recordStepAt.get("migration"), ["migrate", "migrate"], "migrate ran again, with nothing left to apply");
+    assert.equal(world.applied.get("002-stock.sql"), 1);
+    assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "restore"));
+  });
+
   it("drops its copy of the record when a write is refused (another replica wrote it), and reads it again", async () => {
     const world = new FakeWorld({ applied: "1" });
     const deps = world.deps();
