@@ -130,7 +130,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
       await work.settle(2500);
       // Records written behind their steps land before the process goes (bounded, like the Events).
       const writes = Promise.all([...memories.values()].map((memory) => memory.writing));
-      await Promise.all([progress.stop(), events.flush(2000), Promise.race([writes, sleep(2000)])]);
+      await Promise.all([progress.stop(), events.flush(2000), Promise.race([writes, sleep(2000, { unref: true })])]);
     },
   };
 }

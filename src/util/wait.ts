@@ -1,4 +1,8 @@
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** `unref`: the wait does not keep the process alive (a bound on shutdown work, say). */
+export const sleep = (ms: number, { unref = false } = {}): Promise<void> => new Promise((resolve) => {
+  const timer = setTimeout(resolve, ms);
+  if (unref) timer.unref();
+});
 
 export interface PollOptions {
   timeoutMs: number;
