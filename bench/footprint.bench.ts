@@ -29,8 +29,12 @@ const CONCURRENCY = 16;
 const GATE_ROOT = process.env.BENCH_GATE_ROOT ?? projectRoot;
 /** The Node flags and environment the image gives the gate (Dockerfile), read from there so the two cannot drift. */
 const IMAGE = imageSettings();
-/** The libraries `schema-gate serve` loads, for the baseline processes. */
-const LIBRARIES = ["@kubernetes/client-node", "express", "pino", "prom-client", "pg", "fast-json-patch", "yaml", "commander"];
+/**
+ * The libraries `schema-gate serve` loads, for the baseline processes: the package's runtime
+ * dependencies, read from package.json (a list written here named express long after the
+ * gate dropped it, and the bench failed to start).
+ */
+const LIBRARIES = Object.keys((JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as { dependencies: Record<string, string> }).dependencies);
 
 function imageSettings(): { flags: string[]; env: Record<string, string> } {
   const dockerfile = readFileSync(join(GATE_ROOT, "Dockerfile"), "utf8");
