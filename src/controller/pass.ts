@@ -43,9 +43,9 @@ export interface GroupMemory {
 export interface RememberedRecords extends WindowRecords {
   /**
    * Keeps `state` as the record at once and writes it after the writes queued before it,
-   * while the pass goes on. For the steps that may run ahead of their record
-   * (RUNS_AHEAD_OF_RECORD): redone after a restart, they change nothing the record must
-   * say first. Every `save` writes only after the queue.
+   * while the pass goes on: how each step's start is written (runStep). Every `save`
+   * writes only after the queue, and so does every write through the fence outside the
+   * steps that may run ahead of their record (RUNS_AHEAD_OF_RECORD).
    */
   saveBehind(namespace: string, state: WindowState): void;
   /** Waits for the queued writes; throws the failure of one (the copy is dropped, the next pass reads the API). */
