@@ -53,23 +53,24 @@ export interface RememberedRecords extends WindowRecords {
 }
 
 export function rememberedRecords(records: WindowRecords, memory: GroupMemory, leading: () => boolean): RememberedRecords {
-  const written = async () => {
+  /** Waits for the queued writes and takes the failure of one, if any: the copy is dropped with it. */
+  const settled = async (): Promise<unknown> => {
     await memory.writing;
     const failure = memory.writeFailure;
-    if (failure === undefined) return;
     memory.writeFailure = undefined;
-    memory.record = undefined;
-    throw failure;
+    if (failure !== undefined) memory.record = undefined;
+    return failure;
+  };
+  const written = async () => {
+    const failure = await settled();
+    if (failure !== undefined) throw failure;
   };
   return {
     async read(namespace, group) {
       if (memory.record && memory.writeFailure === undefined) return memory.record;
       // No copy, or one whose write failed: what the API has is the truth, once this
       // replica's writes are done; a write refused because another replica wrote says so.
-      await memory.writing;
-      const failure = memory.writeFailure;
-      memory.writeFailure = undefined;
-      memory.record = undefined;
+      const failure = await settled();
       if (failure instanceof LostLeadership) throw failure;
       const stored = await records.read(namespace, group);
       memory.record = stored;

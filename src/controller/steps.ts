@@ -85,9 +85,9 @@ export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminat
  * that dies before that write lands leaves the record one step back, and its successor
  * redoes that step, which is safe for each before these: quiesce (the members are at zero
  * already), drain, migrate (the ledger, or the Job, says it is in) and restore. Every other
- * step waits for the writes before it (while its pass reads the group), so the record says
- * `quiesce` before a member stops, `migrate` before a migration starts and `restore`
- * before a member comes back.
+ * step reads what it needs meanwhile, and its first write waits in the fence for the writes
+ * before it, so the record says `quiesce` before a member stops, `migrate` before a
+ * migration starts and `restore` before a member comes back.
  */
 export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "readiness"]);
 
