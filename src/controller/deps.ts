@@ -66,6 +66,8 @@ export interface WindowDatabase {
   sqlFiles(namespace: string, configMap: string): Promise<MigrationFile[]>;
   /** Records `version` and returns true when every file is applied already. */
   recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
+  /** Opens the migration's session ahead, for terminate and migrate to use (never fails: they open their own without it). */
+  openAhead(target: DatabaseTarget, options: { statementTimeoutMs: number }): Promise<void>;
   /** Terminates the database's other sessions; with the pooler's console, PAUSEs the pooler first. */
   terminateOthers(target: DatabaseTarget): Promise<Terminated>;
   /** Checks that the pooler's consoles accept the gate's login; a refusal is a StepFailure. */
@@ -157,6 +159,7 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       sqlFiles: database.sqlFiles.bind(database),
       versionRecorded: database.versionRecorded.bind(database),
       checkPooler: database.checkPooler.bind(database),
+      openAhead: database.openAhead.bind(database),
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
       resumePooler: guard(database.resumePooler.bind(database)),

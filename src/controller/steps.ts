@@ -97,12 +97,20 @@ export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "
  * has not seen yet cannot end the drain.
  */
 async function drain(context: StepContext): Promise<StepResult> {
-  const { deps, group } = context;
+  const { deps, group, state } = context;
   // Reads ahead the Secret terminate and migrate use (kept briefly, see util/recently): off the downtime's path.
-  void Promise.resolve().then(() => groupDatabase(context)).catch(() => undefined); // terminate reads again and reports
+  const target = Promise.resolve().then(() => groupDatabase(context));
+  target.catch(() => undefined); // terminate reads again and reports
   if ((await deps.members.podsLeft(group, "cache")).length > 0) return wait(POLL_MS);
+  // The caches say the pods are gone: the migration's session opens while the API confirms.
+  if (state.runner.kind === "sql") {
+    void target.then((t) => deps.database.openAhead(t, { statementTimeoutMs: statementTimeout(state, deps.now()) }), () => undefined);
+  }
   return (await deps.members.podsLeft(group, "api")).length === 0 ? done() : wait(POLL_MS);
 }
+
+/** The migration's statements may run until the window's deadline (at least a second). */
+const statementTimeout = (state: WindowState, now: number) => Math.max(1000, Date.parse(state.deadline) - now);
 
 /** The group as the database knows it (its advisory lock and its claim on the database). */
 export function databaseOwner({ group, state }: Pick<StepContext, "group" | "state">): string {
@@ -150,7 +158,7 @@ async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: 
   let applied: { ran: string[]; recorded: boolean };
   try {
     applied = await deps.database.applySql(target, databaseOwner(context), files, state.version, {
-      statementTimeoutMs: Math.max(1000, Date.parse(state.deadline) - deps.now()),
+      statementTimeoutMs: statementTimeout(state, deps.now()),
       // A replica deposed meanwhile lets the file in flight commit and starts no other: the
       // successor applies the rest (its migrate step first ends this session).
       onFile: (file, ms) => {

@@ -1,9 +1,10 @@
 import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MigrationFile } from "../core/migrations.js";
 import type { Terminated } from "../core/window.js";
-import { withSession } from "./connect.js";
+import { openSession, withSession, type SessionOptions } from "./connect.js";
 import { migrationFailure } from "./errors.js";
 import { checkPooler, pausePooler, resumePooler } from "./pooler.js";
+import { SessionsAhead } from "./sessions-ahead.js";
 import { terminateOtherSessions } from "./sessions.js";
 import { runnableFiles, SqlRunner } from "./sql-runner.js";
 
@@ -18,8 +19,23 @@ export const POOLER_DRAIN_MS = 5000;
 /** Once those sessions are terminated, the PAUSE completes as soon as PgBouncer sees them closed. */
 const POOLER_CLOSE_MS = 10_000;
 
-/** What a window does in PostgreSQL, one short session per call. */
+const migrationSession = (statementTimeoutMs: number): SessionOptions =>
+  ({ applicationName: "schema-gate-migration", lockTimeoutMs: LOCK_TIMEOUT_MS, statementTimeoutMs });
+
+/** The migration's session, opened during the drain and used by terminate, then migrate. */
+const ahead = new SessionsAhead();
+
+/** What a window does in PostgreSQL, one short session per call (terminate and migrate share one opened ahead). */
 export const windowSql = {
+  /**
+   * Opens the migration's session before it is needed (see SessionsAhead). Its statement
+   * timeout is the window's time left when it opens, at most SESSION_AHEAD_MS before the
+   * migration starts. Never fails: a step that finds no session opens its own.
+   */
+  openAhead(target: DatabaseTarget, options: { statementTimeoutMs: number }): Promise<void> {
+    return ahead.open(target, migrationSession(options.statementTimeoutMs));
+  },
+
   async recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean> {
     try {
       return await withSession(target, { applicationName: "schema-gate" }, async (client) => {
@@ -51,7 +67,8 @@ export const windowSql = {
       try {
         const drained = pause ? await pause.drained(POOLER_DRAIN_MS) : true;
         const waitedMs = Date.now() - started;
-        const sessions = await withSession(target, { applicationName: "schema-gate" }, (client) => terminateOtherSessions(client, target.database));
+        const sessions = await ahead.use(target, () => openSession(target, { applicationName: "schema-gate" }),
+          (client) => terminateOtherSessions(client, target.database), true);
         await pause?.done(POOLER_CLOSE_MS);
         return {
           sessions: sessions.map(({ pid, user, applicationName, state }) => ({ pid, user, applicationName, state })),
@@ -83,9 +100,9 @@ export const windowSql = {
     options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void },
   ): Promise<{ ran: string[]; recorded: boolean }> {
     try {
-      return await withSession(
+      return await ahead.use(
         target,
-        { applicationName: "schema-gate-migration", lockTimeoutMs: LOCK_TIMEOUT_MS, statementTimeoutMs: options.statementTimeoutMs },
+        () => openSession(target, migrationSession(options.statementTimeoutMs)),
         async (client) => {
           // A client that connected since the terminate step would block the DDL.
           await terminateOtherSessions(client, target.database);

@@ -5,6 +5,7 @@ import { migrationFiles } from "../../src/core/migrations.js";
 import { openSession, withSession } from "../../src/db/connect.js";
 import { StepFailure } from "../../src/core/window.js";
 import { isConnectionError } from "../../src/db/errors.js";
+import { SESSION_AHEAD_MS, SessionsAhead } from "../../src/db/sessions-ahead.js";
 import { terminateOtherSessions } from "../../src/db/sessions.js";
 import { windowSql } from "../../src/db/window-database.js";
 import { MigrationError, SqlRunner } from "../../src/db/sql-runner.js";
@@ -227,6 +228,66 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     // A new content would be a new file in practice; here the retry runs the same name because it never applied.
     assert.deepEqual(await new SqlRunner(retry, "shop-db").apply(quick, "2"), ["001_long.sql"]);
     await retry.end();
+  });
+
+  describe("the migration's session, opened ahead during the drain", () => {
+    const backend = async (applicationName: string) => {
+      const admin = await openSession(target);
+      try {
+        const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2", [target.database, applicationName]);
+        return rows.map((r) => r.pid);
+      } finally {
+        await admin.end();
+      }
+    };
+
+    it("is the one terminate and migrate use: terminate leaves it, migrate closes it", async function () {
+      await windowSql.openAhead(target, { statementTimeoutMs: 60_000 });
+      const [ahead] = await backend("schema-gate-migration");
+      assert.ok(ahead, "a session was opened ahead");
+      const [app] = await appSessions(url, ["orders"]);
+      const { sessions } = await windowSql.terminateOthers(target);
+      assert.deepEqual(sessions.map((s) => s.applicationName), ["orders"], "the application's session was terminated, the one opened ahead was not");
+      assert.deepEqual(await backend("schema-gate-migration"), [ahead], "it stays open for the migration");
+      const files = migrationFiles({ "001_who.sql": "CREATE TABLE migrated_by AS SELECT pg_backend_pid() AS pid;" });
+      await windowSql.applySql(target, "shop-db", files, "2", { statementTimeoutMs: 60_000 });
+      const check = await openSession(target);
+      assert.deepEqual((await check.query("SELECT pid FROM migrated_by")).rows, [{ pid: ahead }], "the migration ran on the session opened ahead");
+      await check.end();
+      assert.deepEqual(await backend("schema-gate-migration"), [], "closed after the migration");
+      await app!.end().catch(() => undefined);
+    });
+
+    it("is not used once its backend ended or it waited too long; the step opens its own", async function () {
+      let now = 0;
+      const sessions = new SessionsAhead(() => now);
+      const pidOf = async (client: pg.Client) => (await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+      const fresh = () => openSession(target, { applicationName: "fresh" });
+
+      await sessions.open(target, { applicationName: "ahead" });
+      const [ended] = await backend("ahead");
+      const admin = await openSession(target);
+      await admin.query("SELECT pg_terminate_backend($1)", [ended]);
+      await admin.end();
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the client hears its socket close
+      const afterEnd = await sessions.use(target, fresh, pidOf);
+      assert.notEqual(afterEnd, ended, "a session whose backend ended is not handed out");
+
+      await sessions.open(target, { applicationName: "ahead" });
+      const [stale] = await backend("ahead");
+      now += SESSION_AHEAD_MS;
+      const afterWait = await sessions.use(target, fresh, pidOf);
+      assert.notEqual(afterWait, stale, "a session that waited too long is not handed out");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(await backend("ahead"), [], "and it is closed");
+
+      await sessions.open(target, { applicationName: "ahead" });
+      const [kept] = await backend("ahead");
+      assert.equal(await sessions.use(target, fresh, pidOf, true), kept, "a young live one is used");
+      assert.equal(await sessions.use(target, fresh, pidOf), kept, "and kept for the next step when asked");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(await backend("ahead"), [], "the last step closes it");
+    });
   });
 });
 

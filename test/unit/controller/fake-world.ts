@@ -85,6 +85,8 @@ export class FakeWorld {
   writeSteps: Array<{ step?: string; record?: string }> = [];
   /** How often a session of its own asked the ledger whether a version is recorded. */
   ledgerAsks = 0;
+  /** Each session the drain opened ahead for the migration: its statement timeout, and how many pods were left then. */
+  sessionsOpenedAhead: Array<{ statementTimeoutMs: number; podsLeft: number }> = [];
   /** The ledger does not show the version after the migration (a runner that recorded nothing). */
   loseLedgerVersion = false;
   /** How long each write of the record takes (0: done within the pass). */
@@ -267,6 +269,9 @@ export class FakeWorld {
       database: {
         target: async () => target,
         sqlFiles: async () => world.files,
+        openAhead: async (_t, options) => {
+          world.sessionsOpenedAhead.push({ statementTimeoutMs: options.statementTimeoutMs, podsLeft: world.podsLeft().length });
+        },
         recordIfNothingPending: async (_t, _g, files, version) => {
           world.write();
           if (files.some((f) => !world.applied.has(f.name))) return false;

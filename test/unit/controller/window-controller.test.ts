@@ -291,6 +291,22 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(during("readiness"), 1, "one API read confirmed the rollouts");
   });
 
+  it("opens the migration's session once the caches show the pods gone, with the window's time left; not for a Job", async () => {
+    const world = new FakeWorld({ applied: "1", lagMs: 3000 });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    const window = world.record.state!;
+    assert.equal(world.sessionsOpenedAhead.length, 1, "one session, once the caches showed no pod");
+    const [{ statementTimeoutMs, podsLeft }] = world.sessionsOpenedAhead as [{ statementTimeoutMs: number; podsLeft: number }];
+    assert.equal(podsLeft, 0, "not while a pod still runs");
+    const drainEnded = Date.parse(window.startedAt) + (window.timings["maintenance-on"] ?? 0) + (window.timings.quiesce ?? 0) + (window.timings.drain ?? 0);
+    assert.equal(statementTimeoutMs, Date.parse(window.deadline) - drainEnded, "its statements may run until the window's deadline");
+
+    const job = new FakeWorld({ applied: "1", runner: "job" });
+    assert.equal(await drive(job, job.deps()), "settled");
+    assert.deepEqual(job.sessionsOpenedAhead, [], "a Job runs the migration on its own connection");
+  });
+
   it("ends neither the drain nor readiness on a cache that lags the API", async () => {
     const world = new FakeWorld({ applied: "1" });
     const confirmed: Record<string, boolean> = {};
