@@ -51,8 +51,11 @@ export interface GroupMembers {
   patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
   cronJobs(group: Group): Promise<k8s.V1CronJob[]>;
   patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
-  /** Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating ones count), from the caches or the API. */
-  podsLeft(group: Group, from: "cache" | "api"): Promise<string[]>;
+  /**
+   * Pods of the group's Deployments and of its CronJobs' Jobs that still exist (terminating
+   * ones count), from the caches or the API; `cronJobs: false` (a group without any) reads no CronJob.
+   */
+  podsLeft(group: Group, from: "cache" | "api", options?: { cronJobs?: boolean }): Promise<string[]>;
   /** The namespace's pods, from the cache (trimmed) or the API. */
   pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;

@@ -88,10 +88,13 @@ export class Members implements GroupMembers {
     return from === "cache" ? this.caches.pods.list(namespace) : (await this.core.listNamespacedPod({ namespace })).items;
   }
 
-  async podsLeft(group: Group, from: "cache" | "api"): Promise<string[]> {
+  async podsLeft(group: Group, from: "cache" | "api", options: { cronJobs?: boolean } = {}): Promise<string[]> {
     const [cronJobs, pods] = from === "cache"
       ? [ofGroup(this.caches.cronJobs.list(group.namespace), group), this.caches.pods.list(group.namespace)]
-      : await Promise.all([this.cronJobs(group), this.core.listNamespacedPod({ namespace: group.namespace }).then((list) => list.items)]);
+      : await Promise.all([
+        options.cronJobs === false ? [] : this.cronJobs(group),
+        this.core.listNamespacedPod({ namespace: group.namespace }).then((list) => list.items),
+      ]);
     const runs = new Set(cronJobs.flatMap((c) => (c.status?.active ?? []).flatMap((ref) => (ref.name ? [ref.name] : []))));
     return podsBlockingDrain(pods, group.deployments, runs);
   }

@@ -53,22 +53,33 @@ async function maintenanceOn({ deps, group, state }: StepContext): Promise<StepR
 
 async function quiesce({ deps, group, state }: StepContext): Promise<StepResult> {
   const message = `window ${state.id}: quiesced for the migration to schema version ${state.version}`;
-  const [changed, cronJobs] = await Promise.all([
-    deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message)),
-    deps.members.cronJobs(group),
-  ]);
-  // At zero now: their pods stop at once, not at the controller-manager's pace.
-  await deps.members.stopPods(group);
-  for (const cronJob of cronJobs) {
-    if (cronJob.spec?.suspend) continue;
-    await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobSuspendPatch);
-    changed.push(`cronjob/${cronJob.metadata!.name}`);
-  }
+  const stopMembers = async () => {
+    const scaled = await deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message));
+    // At zero now: their pods stop at once, not at the controller-manager's pace.
+    await deps.members.stopPods(group);
+    return scaled;
+  };
+  // Beside the members, not before them: reading the CronJobs is slow, and the pods need not wait for it.
+  const suspendCronJobs = async () => {
+    const cronJobs = await deps.members.cronJobs(group);
+    const suspended: string[] = [];
+    for (const cronJob of cronJobs) {
+      if (cronJob.spec?.suspend) continue;
+      await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobSuspendPatch);
+      suspended.push(`cronjob/${cronJob.metadata!.name}`);
+    }
+    return { all: cronJobs.map((c) => c.metadata!.name!), suspended };
+  };
+  const [scaled, cronJobs] = await Promise.all([stopMembers(), suspendCronJobs()]);
+  const changed = [...scaled, ...cronJobs.suspended];
   if (changed.length > 0) {
     await deps.narrate(group.deployments, "Normal", "Quiesced", `window ${state.id}: scaled to zero for the migration: ${changed.join(", ")}`);
   }
-  return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()) });
+  return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()), cronJobs: cronJobs.all });
 }
+
+/** Whether the group may have CronJobs: unknown (a record from before the quiesce kept them) counts as yes. */
+const hasCronJobs = (state: WindowState) => state.cronJobs === undefined || state.cronJobs.length > 0;
 
 /**
  * The steps that write no member read the group from the caches, not a LIST each pass
@@ -106,7 +117,7 @@ async function drain(context: StepContext): Promise<StepResult> {
   if (state.runner.kind === "sql") {
     void target.then((t) => deps.database.openAhead(t, { statementTimeoutMs: statementTimeout(state, deps.now()) }), () => undefined);
   }
-  return (await deps.members.podsLeft(group, "api")).length === 0 ? done() : wait(POLL_MS);
+  return (await deps.members.podsLeft(group, "api", { cronJobs: hasCronJobs(state) })).length === 0 ? done() : wait(POLL_MS);
 }
 
 /** The migration's statements may run until the window's deadline (at least a second). */
@@ -210,7 +221,8 @@ async function verify(context: StepContext): Promise<StepResult> {
   return done();
 }
 
-async function resumeCronJobs({ deps, group }: StepContext): Promise<void> {
+async function resumeCronJobs({ deps, group, state }: StepContext): Promise<void> {
+  if (!hasCronJobs(state)) return;
   for (const cronJob of await deps.members.cronJobs(group)) {
     if (isHolding(annotationsOf(cronJob)[A.phase])) await deps.members.patchCronJob(group.namespace, cronJob.metadata!.name!, cronJobResumePatch);
   }

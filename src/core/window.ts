@@ -76,6 +76,12 @@ export interface WindowState {
   poolerPaused?: boolean;
   /** When the first member was scaled to zero, and when the migration committed. */
   quiescedAt?: string;
+  /**
+   * The group's CronJobs as the quiesce found them (suspended then, or by their user before).
+   * An empty list spares the drain and the restore a read of the CronJobs from the API,
+   * which is a slow one inside the downtime (their apiserver cache rarely changes).
+   */
+  cronJobs?: string[];
   committedAt?: string;
   /**
    * Set when the SQL runner read the version back from its ledger in the migration's own

@@ -14,6 +14,7 @@ import {
   shopDatabase,
   shopReady,
   windowEnded,
+  windowEntersStep,
   windowRecord,
   windowSettled,
   columns,
@@ -135,6 +136,41 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
       const leaked = gate.logs.filter((line) => line.includes(password));
       assert.deepEqual(leaked, []);
       assert.ok(gate.logs.some((line) => line.includes('"window opened"')));
+    });
+  });
+
+  describe("a CronJob of the database group", function () {
+    it("is suspended for the migration and resumed after it; one its user suspended stays suspended", async function () {
+      const ns = await testNamespace("cronjob");
+      await waitForWebhooks(env, ns);
+      await shopDatabase(env, ns);
+      await releaseShop(env, ns, { schemaVersion: "1", sql: V1 });
+      assert.equal((await windowSettled(env, ns, "1")).result, "Done");
+      const cronJob = (name: string, suspend: boolean) => JSON.stringify({
+        apiVersion: "batch/v1", kind: "CronJob",
+        metadata: { name, annotations: { [A.database]: "shop-db" } },
+        spec: { schedule: "0 0 1 1 *", suspend, jobTemplate: { spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "report", image: "registry.example/report:1" }] } } } } },
+      });
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], cronJob("report", false));
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], cronJob("archive", true));
+      const suspended = async () => Object.fromEntries((await env.batch.listNamespacedCronJob({ namespace: ns })).items
+        .map((c) => [c.metadata!.name!, { suspend: c.spec?.suspend, phase: c.metadata?.annotations?.[A.phase] }]));
+
+      // A file that takes long enough to look at the CronJobs while it runs.
+      const migrating = windowEntersStep(env, ns, "2", "migrate");
+      await releaseShop(env, ns, { schemaVersion: "2", sql: { ...V1, "002-slow.sql": "SELECT pg_sleep(2);" } });
+      await migrating.entered;
+      assert.deepEqual(await suspended(), {
+        report: { suspend: true, phase: "Migrating" },
+        archive: { suspend: true, phase: undefined },
+      }, "no CronJob of the group starts a Job during the migration");
+      const state = await windowSettled(env, ns, "2");
+      assert.equal(state.result, "Done", JSON.stringify(state.failure));
+      assert.deepEqual(state.cronJobs?.sort(), ["archive", "report"], "the record names the CronJobs the quiesce found");
+      assert.deepEqual(await suspended(), {
+        report: { suspend: false, phase: undefined },
+        archive: { suspend: true, phase: undefined },
+      }, "resumed after the window; its user's suspension is kept");
     });
   });
 

@@ -45,6 +45,8 @@ export interface WorldOptions {
   pooler?: boolean;
   /** How long pods take to go after a scale to zero, and to be ready after a scale up. */
   lagMs?: number;
+  /** The group's CronJobs: suspended by their user or not. */
+  cronJobs?: Record<string, { suspend: boolean }>;
 }
 
 export class FakeWorld {
@@ -68,6 +70,9 @@ export class FakeWorld {
   /** How many looks a Job stays running for. */
   jobPolls = 2;
   annotated = false;
+  /** The group's CronJobs as the API has them, and the step of each read of them from the API. */
+  cronJobs = new Map<string, k8s.V1CronJob>();
+  cronJobReads: Array<string | undefined> = [];
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
   /** Called as each SQL file commits (e.g. to depose this replica meanwhile). */
@@ -105,6 +110,9 @@ export class FakeWorld {
       this.versions.add(options.applied);
     }
     for (const name of members) this.addMember(name, options.versions?.[name] ?? "2", options.applied);
+    for (const [name, { suspend }] of Object.entries(options.cronJobs ?? {})) {
+      this.cronJobs.set(name, { metadata: { name, namespace: "shop", annotations: { [A.database]: GROUP } }, spec: { suspend, schedule: "* * * * *", jobTemplate: {} } });
+    }
   }
 
   private noteRecordStep(what: string): void {
@@ -244,11 +252,18 @@ export class FakeWorld {
           }
           throw new Error("members keep changing");
         },
-        cronJobs: async () => [],
-        patchCronJob: async () => world.write(),
-        podsLeft: async (_group, from) => {
+        cronJobs: async () => {
+          world.cronJobReads.push(world.record.state?.step);
+          return [...world.cronJobs.values()].map((c) => structuredClone(c));
+        },
+        patchCronJob: async (_ns, name, patch) => {
+          world.write();
+          merge(world.cronJobs.get(name) as unknown as Record<string, unknown>, patch as Record<string, unknown>);
+        },
+        podsLeft: async (_group, from, options) => {
           if (from === "cache" && world.frozenCache) return world.frozenCache.pods;
           if (from === "api") world.apiReads.push(world.record.state?.step);
+          if (from === "api" && options?.cronJobs !== false) world.cronJobReads.push(world.record.state?.step);
           return world.podsLeft();
         },
         // Pods are names here: readiness goes by the members' rollout status.

@@ -307,6 +307,30 @@ describe("the window controller, driven with fakes", () => {
     assert.deepEqual(job.sessionsOpenedAhead, [], "a Job runs the migration on its own connection");
   });
 
+  it("suspends the group's CronJobs for the window and resumes them; one its user suspended stays suspended", async () => {
+    const world = new FakeWorld({ applied: "1", cronJobs: { report: { suspend: false }, archive: { suspend: true } } });
+    const during: Record<string, boolean | undefined> = {};
+    const watched = replacing("migrate", async (context) => {
+      for (const [name, c] of world.cronJobs) during[name] = c.spec?.suspend;
+      return STEP_BODIES.migrate(context);
+    });
+    assert.equal(await drive(world, world.deps(), watched), "settled");
+    assertDone(world);
+    assert.deepEqual(during, { report: true, archive: true }, "no CronJob starts a Job during the migration");
+    assert.equal(world.cronJobs.get("report")!.spec!.suspend, false, "resumed after the window");
+    assert.equal(world.cronJobs.get("archive")!.spec!.suspend, true, "its user's suspension is kept");
+    assert.deepEqual(world.record.state!.cronJobs!.sort(), ["archive", "report"]);
+    assert.ok(world.cronJobReads.includes("drain") && world.cronJobReads.includes("restore"), "the drain and the restore read them from the API");
+  });
+
+  it("reads CronJobs from the API only at quiesce for a group that has none (the read is slow inside the downtime)", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    assert.deepEqual(world.record.state!.cronJobs, []);
+    assert.deepEqual(world.cronJobReads, ["quiesce"]);
+  });
+
   it("ends neither the drain nor readiness on a cache that lags the API", async () => {
     const world = new FakeWorld({ applied: "1" });
     const confirmed: Record<string, boolean> = {};
