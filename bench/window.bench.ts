@@ -2,7 +2,9 @@
  * npm run bench:window — the downtime of one migration window (first old pod gone to
  * last new pod Ready) split into its steps, for groups of 1, 5 and 20 Deployments, next to
  * the scripted approach (delete the Deployments, run the migration, recreate them, wait
- * for Ready) timed in the same run on the same cluster and PostgreSQL. The gate's own
+ * for Ready) timed in the same run on the same cluster and PostgreSQL, several windows of
+ * each (BENCH_WINDOWS, default 5; the figures are their medians), timed by a watch on the
+ * pods. The gate's own
  * overhead is the downtime minus what kubectl, Kubernetes and PostgreSQL take anyway: the
  * settle delay, kubectl submitting the Deployments one by one, pods terminating (drain), the
  * SQL itself and pods becoming Ready. Prints figures only.
@@ -11,15 +13,16 @@ import pg from "pg";
 import YAML from "yaml";
 import { A } from "../src/core/annotations.js";
 import { formatMs } from "../src/core/window.js";
-import { pollUntil } from "../src/util/wait.js";
 import { startGate, waitForWebhooks } from "../test/support/gate.js";
 import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
 import { requireRealNode, testAppImage } from "../test/support/real-node.js";
 import { shopDatabase, windowSettled } from "../test/support/shop.js";
+import { allReady, oneStopped, PodWatch } from "./pod-watch.js";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;
-const MIGRATION = "ALTER TABLE items ADD COLUMN stock int NOT NULL DEFAULT 0;";
+/** Windows of each approach per size in one run; the figures are their medians. */
+const WINDOWS = Number(process.env.BENCH_WINDOWS ?? 5);
 
 /**
  * Where the pods run: kwok nodes (pods Ready at once), or with BENCH_REAL_NODE=1 the local
@@ -69,87 +72,102 @@ function deployments(count: number, version: string, optIn: boolean, url: string
 const migrations = (files: Record<string, string>) =>
   YAML.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "shop-migrations" }, data: files });
 
-/** Polls the namespace's pods until `done` holds, noting when the last old pod went and the last new pod was Ready. */
-async function watchPods(env: TestEnv, ns: string, count: number, version: string): Promise<{ firstGone: number; newReady: number }> {
-  let firstGone = 0;
-  const newReady = await pollUntil(async () => {
-    const pods = (await env.core.listNamespacedPod({ namespace: ns })).items;
-    const old = pods.filter((p) => p.metadata?.labels?.version !== version);
-    const serving = old.filter((p) => !p.metadata?.deletionTimestamp);
-    if (serving.length < count && firstGone === 0) firstGone = Date.now();
-    const ready = pods.filter((p) => p.metadata?.labels?.version === version &&
-      !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
-    return old.length === 0 && ready.length === count ? Date.now() : undefined;
-  }, { timeoutMs: 300_000, intervalMs: 25, what: `${count} pods of version ${version} to be Ready` });
-  return { firstGone: firstGone || Date.now(), newReady };
-}
+/** The migration of window `n` (1 for the first upgrade, 2 for the next, ...): one ALTER TABLE each, the same for both approaches. */
+const migration = (n: number) => `ALTER TABLE items ADD COLUMN stock_${n} int NOT NULL DEFAULT 0;`;
+const migrationFilesUpTo = (n: number) => ({
+  "001-items.sql": "ALTER TABLE items ADD COLUMN price int;",
+  ...Object.fromEntries(Array.from({ length: n }, (_, i) => [`${String(i + 2).padStart(3, "0")}-stock.sql`, migration(i + 1)])),
+});
 
-async function gateWindow(env: TestEnv, count: number): Promise<Record<string, number>> {
+/** Each window of the gate: versions 2, 3, ... of `count` opted-in Deployments, one file each. */
+async function gateWindows(env: TestEnv, count: number): Promise<Array<Record<string, number>>> {
   const ns = await testNamespace(`bench-gate-${count}`);
   await waitForWebhooks(env, ns);
   const { url } = await shopDatabase(env, ns, dbHost);
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;" }));
+  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(0)));
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true, url));
   await windowSettled(env, ns, "1", 300_000);
-  await watchPods(env, ns, count, "1");
-
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations({ "001-items.sql": "ALTER TABLE items ADD COLUMN price int;", "002-stock.sql": MIGRATION }));
-  const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", true, url));
-  let submitted = 0;
-  void applied.then(() => (submitted = Date.now()));
-  const { firstGone: started, newReady } = await watchPods(env, ns, count, "2");
-  await applied;
-  const state = await windowSettled(env, ns, "2", 300_000);
-  if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
-  const t = state.timings;
-  const windowMs = Date.now() - Date.parse(state.startedAt);
-  const downtime = newReady - started;
-  // kubectl applies one object after another: how long after the first pod stopped the last apply returned
-  // (negative: before; with the paused hold the old pods serve through the apply and the settle delay).
-  const submit = submitted - started;
-  const waitingOnOthers = Math.max(0, submit) + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
-  return {
-    downtime,
-    submit,
-    // How long after the window opened the first old pod stopped: the opening costs no downtime.
-    "open→first stop": started - Date.parse(state.startedAt),
-    quiesce: t.quiesce ?? 0,
-    drain: t.drain ?? 0,
-    terminate: t.terminate ?? 0,
-    migrate: t.migrate ?? 0,
-    verify: t.verify ?? 0,
-    restore: t.restore ?? 0,
-    readiness: t.readiness ?? 0,
-    window: windowMs,
-    overhead: Math.max(0, downtime - waitingOnOthers),
-  };
+  const pods = await PodWatch.start(env, ns);
+  await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
+  const results: Array<Record<string, number>> = [];
+  try {
+    for (let n = 1; n <= WINDOWS; n++) {
+      const version = String(n + 1);
+      const stopped = pods.until(oneStopped(count, version), "the first old pod to stop");
+      const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(n)));
+      const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, true, url));
+      let submitted = 0;
+      void applied.then(() => (submitted = Date.now()));
+      const [started, newReady] = await Promise.all([stopped, ready]);
+      await applied;
+      const state = await windowSettled(env, ns, version, 300_000);
+      if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
+      const t = state.timings;
+      const downtime = newReady - started;
+      // kubectl applies one object after another: how long after the first pod stopped the last apply returned
+      // (negative: before; with the paused hold the old pods serve through the apply and the settle delay).
+      const submit = submitted - started;
+      const waitingOnOthers = Math.max(0, submit) + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
+      results.push({
+        downtime,
+        submit,
+        // How long after the window opened the first old pod stopped: the opening costs no downtime.
+        "open→first stop": started - Date.parse(state.startedAt),
+        quiesce: t.quiesce ?? 0,
+        drain: t.drain ?? 0,
+        terminate: t.terminate ?? 0,
+        migrate: t.migrate ?? 0,
+        verify: t.verify ?? 0,
+        restore: t.restore ?? 0,
+        readiness: t.readiness ?? 0,
+        overhead: Math.max(0, downtime - waitingOnOthers),
+      });
+    }
+  } finally {
+    pods.stop();
+  }
+  return results;
 }
 
-async function scripted(env: TestEnv, count: number): Promise<Record<string, number>> {
+/** Each cycle of the scripted approach: delete the Deployments, wait for their pods to be gone, migrate, re-apply, wait for Ready. */
+async function scriptedCycles(env: TestEnv, count: number): Promise<Array<Record<string, number>>> {
   const ns = await testNamespace(`bench-script-${count}`);
   const { url } = await shopDatabase(env, ns, dbHost);
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false, url));
-  await watchPods(env, ns, count, "1");
-
-  const deleted = env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
-  // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
-  const started = await pollUntil(async () => {
-    const pods = (await env.core.listNamespacedPod({ namespace: ns })).items;
-    return pods.filter((p) => !p.metadata?.deletionTimestamp).length < count ? Date.now() : undefined;
-  }, { timeoutMs: 60_000, intervalMs: 25, what: "the first pod to stop" });
-  await deleted;
-  await pollUntil(async () => ((await env.core.listNamespacedPod({ namespace: ns })).items.length === 0) || undefined,
-    { timeoutMs: 300_000, intervalMs: 25, what: "pods to be gone" });
-  const gone = Date.now();
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  await client.query(MIGRATION);
-  await client.end();
-  const migrated = Date.now();
-  await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "2", false, url));
-  const { newReady } = await watchPods(env, ns, count, "2");
-  return { downtime: newReady - started, drain: gone - started, migrate: migrated - gone, readiness: newReady - migrated };
+  const pods = await PodWatch.start(env, ns);
+  await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
+  const results: Array<Record<string, number>> = [];
+  try {
+    for (let n = 1; n <= WINDOWS; n++) {
+      const version = String(n + 1);
+      // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
+      const stopped = pods.until(oneStopped(count, version), "the first pod to stop");
+      const gone = pods.until((all) => all.size === 0, "the pods to be gone");
+      await env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
+      const [started, goneAt] = await Promise.all([stopped, gone]);
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(migration(n));
+      await client.end();
+      const migrated = Date.now();
+      const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
+      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, false, url));
+      const newReady = await ready;
+      results.push({ downtime: newReady - started, drain: goneAt - started, migrate: migrated - goneAt, readiness: newReady - migrated });
+    }
+  } finally {
+    pods.stop();
+  }
+  return results;
 }
+
+/** The median of each figure over the windows (each figure on its own). */
+function medians(results: Array<Record<string, number>>): Record<string, number> {
+  const keys = Object.keys(results[0]!);
+  return Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]!))]));
+}
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const env = await testEnv();
 try {
@@ -157,11 +175,11 @@ try {
   if (onRealNode) await useRealNode(env);
   console.log(`pods on ${onRealNode ? `the real node (real containers, real termination): ${env.cluster.realNode?.name}` : "kwok nodes (BENCH_REAL_NODE=1 for the real node)"}`);
   await startGate(env, ["--settle", String(SETTLE_SECONDS), "--lease-duration", "3", "--log-level", "warn"]);
-  console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE; gate settle ${SETTLE_SECONDS}s`);
+  console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE a window; gate settle ${SETTLE_SECONDS}s; each figure the median of ${WINDOWS} windows of each approach (BENCH_WINDOWS)`);
   const rows: string[][] = [];
   for (const count of SIZES) {
-    const gate = await gateWindow(env, count);
-    const script = await scripted(env, count);
+    const gate = medians(await gateWindows(env, count));
+    const script = medians(await scriptedCycles(env, count));
     rows.push([
       String(count),
       formatMs(gate.downtime!), `${(gate.downtime! / script.downtime!).toFixed(2)}x`, formatMs(gate.submit!), formatMs(gate["open→first stop"]!), formatMs(gate.quiesce!), formatMs(gate.drain!),
@@ -174,7 +192,7 @@ try {
   console.log(`| ${header.join(" | ")} |`);
   console.log(`|${header.map(() => "---").join("|")}|`);
   for (const row of rows) console.log(`| ${row.join(" | ")} |`);
-  console.log("ratio = gate downtime / scripted downtime (same run); downtime = first old pod stopped -> last new pod ready; open→first stop: how long after the window opened the first old pod stopped (the settle delay and the opening are outside the downtime)");
+  console.log("ratio = median gate downtime / median scripted downtime (same run); downtime = first old pod stopped -> last new pod ready; open→first stop: how long after the window opened the first old pod stopped (the settle delay and the opening are outside the downtime)");
   console.log("gate overhead = gate downtime - kubectl submit (if after the first stop) - drain - migrate - readiness (what kubectl, Kubernetes and PostgreSQL take in either approach)");
 } finally {
   await stopTestEnv();

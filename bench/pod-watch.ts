@@ -1,0 +1,80 @@
+import * as k8s from "@kubernetes/client-node";
+import type { TestEnv } from "../test/support/env.js";
+
+/** A pod as the bench looks at it: its version label, whether it is terminating, whether it is Ready. */
+export interface WatchedPod {
+  version: string | undefined;
+  terminating: boolean;
+  ready: boolean;
+}
+
+/**
+ * The namespace's pods as a watch delivers them, so that the bench times each change when
+ * it arrives (a poll would add up to its interval at both ends of a downtime of a few
+ * hundred milliseconds, and load the apiserver it measures). `until` resolves with the
+ * time of the event after which its test first held.
+ */
+export class PodWatch {
+  readonly pods = new Map<string, WatchedPod>();
+  private readonly waiters: Array<{ test: (pods: ReadonlyMap<string, WatchedPod>) => boolean; resolve: (at: number) => void }> = [];
+  private abort?: AbortController;
+  private failure?: Error;
+
+  private constructor(private readonly namespace: string) {}
+
+  static async start(env: TestEnv, namespace: string): Promise<PodWatch> {
+    const watch = new PodWatch(namespace);
+    const list = await env.core.listNamespacedPod({ namespace });
+    for (const pod of list.items) watch.pods.set(pod.metadata!.name!, describe(pod));
+    watch.abort = await new k8s.Watch(env.kc).watch(`/api/v1/namespaces/${namespace}/pods`, { resourceVersion: list.metadata?.resourceVersion },
+      (type: string, pod: k8s.V1Pod) => watch.seen(type, pod),
+      (error) => {
+        if (error && !watch.abort?.signal.aborted) watch.failure = error as Error;
+      });
+    return watch;
+  }
+
+  until(test: (pods: ReadonlyMap<string, WatchedPod>) => boolean, what: string, timeoutMs = 300_000): Promise<number> {
+    if (test(this.pods)) return Promise.resolve(Date.now());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(this.failure ?? new Error(`timed out after ${timeoutMs} ms waiting for ${what} in ${this.namespace}`)), timeoutMs);
+      this.waiters.push({ test, resolve: (at) => { clearTimeout(timer); resolve(at); } });
+    });
+  }
+
+  stop(): void {
+    this.abort?.abort();
+  }
+
+  private seen(type: string, pod: k8s.V1Pod): void {
+    const at = Date.now();
+    const name = pod.metadata?.name;
+    if (!name) return;
+    if (type === "DELETED") this.pods.delete(name);
+    else if (type === "ADDED" || type === "MODIFIED") this.pods.set(name, describe(pod));
+    else return;
+    for (const waiter of [...this.waiters]) {
+      if (!waiter.test(this.pods)) continue;
+      this.waiters.splice(this.waiters.indexOf(waiter), 1);
+      waiter.resolve(at);
+    }
+  }
+}
+
+function describe(pod: k8s.V1Pod): WatchedPod {
+  return {
+    version: pod.metadata?.labels?.version,
+    terminating: Boolean(pod.metadata?.deletionTimestamp),
+    ready: pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+  };
+}
+
+const values = (pods: ReadonlyMap<string, WatchedPod>) => [...pods.values()];
+
+/** Fewer than `count` pods serve the old version (one stopped: terminating or gone). */
+export const oneStopped = (count: number, version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
+  values(pods).filter((p) => p.version !== version && !p.terminating).length < count;
+
+/** No old pod is left and `count` pods of `version` are Ready. */
+export const allReady = (count: number, version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
+  values(pods).every((p) => p.version === version) && values(pods).filter((p) => p.version === version && !p.terminating && p.ready).length === count;
