@@ -59,8 +59,10 @@ export interface GroupMembers {
   /** The namespace's pods, from the cache (trimmed) or the API. */
   pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
-  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods. */
-  stopPods(group: Group): Promise<void>;
+  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods; returns the resourceVersion of the pod list it read. */
+  stopPods(group: Group): Promise<string | undefined>;
+  /** Whether the pod cache shows the pods as they were at `resourceVersion` or later. */
+  podsCacheReflects(resourceVersion: string): boolean;
 }
 
 export interface WindowDatabase {
@@ -151,6 +153,7 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       cached: members.cached.bind(members),
       cronJobs: members.cronJobs.bind(members),
       podsLeft: members.podsLeft.bind(members),
+      podsCacheReflects: members.podsCacheReflects.bind(members),
       pods: members.pods.bind(members),
       replicaSets: members.replicaSets.bind(members),
       patchEach: guard(members.patchEach.bind(members)),

@@ -105,21 +105,28 @@ export class Members implements GroupMembers {
    * ReplicaSet controllers would do next, without queueing behind the controller-manager's
    * client rate limit (20 requests a second by default; it took 2 s for 20 Deployments).
    * Only ReplicaSets a member controls, only after the member's own patch: the Deployment
-   * controller, catching up, finds them where it would put them.
+   * controller, catching up, finds them where it would put them. Returns the resourceVersion
+   * of the pod list it stopped them from.
    */
-  async stopPods(group: Group): Promise<void> {
+  async stopPods(group: Group): Promise<string | undefined> {
     const { namespace } = group;
     const stopped = new Set(group.deployments.map((d) => d.metadata?.uid));
-    const [sets, pods] = await Promise.all([
+    const [sets, pods, listed] = await Promise.all([
       this.apps.listNamespacedReplicaSet({ namespace }).then((list) => list.items),
-      this.core.listNamespacedPod({ namespace }).then((list) => list.items),
-    ]);
+      this.core.listNamespacedPod({ namespace }),
+    ]).then(([s, list]) => [s, list.items, list.metadata?.resourceVersion] as const);
     const owned = sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.controller && stopped.has(o.uid)));
     await Promise.all(owned.filter((rs) => (rs.spec?.replicas ?? 0) > 0).map((rs) =>
       ignoreNotFound(this.apps.patchNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { spec: { replicas: 0 } } }, MERGE_PATCH))));
     const uids = new Set(owned.map((rs) => rs.metadata?.uid));
     const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
     await Promise.all(running.map((p) => ignoreNotFound(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
+    return listed;
+  }
+
+  /** Whether the pod cache shows the pods as they were at `resourceVersion` or later (see WatchedCache.reflects). */
+  podsCacheReflects(resourceVersion: string): boolean {
+    return this.caches.pods.reflects(resourceVersion);
   }
 
   async replicaSets(namespace: string): Promise<ReplicaSetLike[]> {

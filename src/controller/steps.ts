@@ -51,13 +51,15 @@ async function maintenanceOn({ deps, group, state }: StepContext): Promise<StepR
   return done({ maintenanceOwned: owned || state.maintenanceOwned === true });
 }
 
-async function quiesce({ deps, group, state }: StepContext): Promise<StepResult> {
+async function quiesce(context: StepContext): Promise<StepResult> {
+  const { deps, group, state } = context;
+  const target = targetAhead(context);
+  openMigrationSession(context, target);
   const message = `window ${state.id}: quiesced for the migration to schema version ${state.version}`;
   const stopMembers = async () => {
     const scaled = await deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message));
     // At zero now: their pods stop at once, not at the controller-manager's pace.
-    await deps.members.stopPods(group);
-    return scaled;
+    return { scaled, podsListedAt: await deps.members.stopPods(group) };
   };
   // Beside the members, not before them: reading the CronJobs is slow, and the pods need not wait for it.
   const suspendCronJobs = async () => {
@@ -70,12 +72,12 @@ async function quiesce({ deps, group, state }: StepContext): Promise<StepResult>
     }
     return { all: cronJobs.map((c) => c.metadata!.name!), suspended };
   };
-  const [scaled, cronJobs] = await Promise.all([stopMembers(), suspendCronJobs()]);
+  const [{ scaled, podsListedAt }, cronJobs] = await Promise.all([stopMembers(), suspendCronJobs()]);
   const changed = [...scaled, ...cronJobs.suspended];
   if (changed.length > 0) {
     await deps.narrate(group.deployments, "Normal", "Quiesced", `window ${state.id}: scaled to zero for the migration: ${changed.join(", ")}`);
   }
-  return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()), cronJobs: cronJobs.all });
+  return done({ quiescedAt: state.quiescedAt ?? iso(deps.now()), cronJobs: cronJobs.all, ...(podsListedAt ? { podsListedAt } : {}) });
 }
 
 /** Whether the group may have CronJobs: unknown (a record from before the quiesce kept them) counts as yes. */
@@ -104,20 +106,39 @@ export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "
 
 /**
  * Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow
- * expires it). The caches say when; one read of the API confirms, so a pod the pod cache
- * has not seen yet cannot end the drain.
+ * expires it). The caches say when. A pod cache that has not seen as far as the quiesce's
+ * read of the pods (restarted, lagging) may miss one, so then one read of the API confirms.
  */
 async function drain(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
-  // Reads ahead the Secret terminate and migrate use (kept briefly, see util/recently): off the downtime's path.
-  const target = Promise.resolve().then(() => groupDatabase(context));
-  target.catch(() => undefined); // terminate reads again and reports
+  const target = targetAhead(context);
   if ((await deps.members.podsLeft(group, "cache")).length > 0) return wait(POLL_MS);
-  // The caches say the pods are gone: the migration's session opens while the API confirms.
-  if (state.runner.kind === "sql") {
-    void target.then((t) => deps.database.openAhead(t, { statementTimeoutMs: statementTimeout(state, deps.now()) }), () => undefined);
-  }
+  // The pods are gone: the session the quiesce opened, or a new one if it was closed meanwhile.
+  openMigrationSession(context, target);
+  // A cache that has seen past the quiesce's own read of the pods shows at least as much as
+  // that read: nothing the API adds but the wait of a consistent LIST. CronJobs' runs are
+  // confirmed by the API (the cache may not show a run that just started).
+  if (!hasCronJobs(state) && state.podsListedAt && deps.members.podsCacheReflects(state.podsListedAt)) return done();
   return (await deps.members.podsLeft(group, "api", { cronJobs: hasCronJobs(state) })).length === 0 ? done() : wait(POLL_MS);
+}
+
+/**
+ * The database the Secret names, read ahead for terminate and migrate (kept briefly, see
+ * util/recently): off the downtime's path. A failure is theirs to report: they read again.
+ */
+function targetAhead(context: StepContext): Promise<DatabaseTarget> {
+  const target = Promise.resolve().then(() => groupDatabase(context));
+  target.catch(() => undefined);
+  return target;
+}
+
+/**
+ * Opens the SQL migration's session ahead (see SessionsAhead): from the quiesce, so that
+ * its connection is made while the pods stop, and again from a drain that outlived it.
+ */
+function openMigrationSession({ deps, state }: StepContext, target: Promise<DatabaseTarget>): void {
+  if (state.runner.kind !== "sql") return;
+  void target.then((t) => deps.database.openAhead(t, { statementTimeoutMs: statementTimeout(state, deps.now()) }), () => undefined);
 }
 
 /** The migration's statements may run until the window's deadline (at least a second). */

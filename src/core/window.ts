@@ -82,6 +82,12 @@ export interface WindowState {
    * which is a slow one inside the downtime (their apiserver cache rarely changes).
    */
   cronJobs?: string[];
+  /**
+   * The resourceVersion of the pod list the quiesce stopped the pods from: once the pod cache
+   * shows that version or a later one and no pod of the group, the drain is over without a
+   * read of the API (a consistent LIST waits, inside the downtime, for the apiserver's cache).
+   */
+  podsListedAt?: string;
   committedAt?: string;
   /**
    * Set when the SQL runner read the version back from its ledger in the migration's own

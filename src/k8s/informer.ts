@@ -6,6 +6,13 @@ export interface WatchedCache<T extends k8s.KubernetesObject> {
   get(name: string, namespace?: string): T | undefined;
   /** Synced, and not failing for longer than the grace: what readiness reports. */
   synced(): boolean;
+  /**
+   * Whether the cache is known to show the state at `resourceVersion` or later: it has
+   * handled an object of that version or a newer one since it last failed. Resource
+   * versions of one resource compare as integers (Kubernetes 1.35, KEP-5504); one that
+   * does not parse as one compares as not reflected.
+   */
+  reflects(resourceVersion: string): boolean;
   on(event: "add" | "update" | "delete", handler: (object: T) => void): void;
   stop(): Promise<void>;
 }
@@ -109,8 +116,19 @@ export async function startInformer<T extends k8s.KubernetesObject>(
     }, delay).unref?.();
   };
 
+  // The newest resourceVersion handled: events come in the order of their versions.
+  let newest: bigint | undefined;
+  const note = (object: T) => {
+    const version = comparableVersion(object.metadata?.resourceVersion);
+    if (version !== undefined && (newest === undefined || version > newest)) newest = version;
+  };
+  informer.on(k8s.ADD, note);
+  informer.on(k8s.UPDATE, note);
+  informer.on(k8s.DELETE, note);
+
   informer.on(k8s.ERROR, (error) => {
     if (stopped) return;
+    newest = undefined; // until the restarted watch delivers again
     failingSince ??= now();
     log.warn({ path, err: error }, "watch ended; restarting informer");
     if (!restarting) restart(firstDelay);
@@ -121,10 +139,19 @@ export async function startInformer<T extends k8s.KubernetesObject>(
     list: (namespace) => informer.list(namespace),
     get: (name, namespace) => informer.get(name, namespace),
     synced: () => failingSince === undefined || now() - failingSince < staleAfter,
+    reflects: (resourceVersion) => {
+      const wanted = comparableVersion(resourceVersion);
+      return wanted !== undefined && newest !== undefined && newest >= wanted;
+    },
     on: (event, handler) => informer.on(event, handler),
     stop: async () => {
       stopped = true;
       await informer.stop();
     },
   };
+}
+
+/** A resourceVersion as the integer it is (KEP-5504: digits, no leading zero); undefined for anything else. */
+export function comparableVersion(resourceVersion: string | undefined): bigint | undefined {
+  return resourceVersion !== undefined && /^[1-9][0-9]*$/.test(resourceVersion) ? BigInt(resourceVersion) : undefined;
 }

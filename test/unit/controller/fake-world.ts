@@ -83,6 +83,9 @@ export class FakeWorld {
   apiReads: Array<string | undefined> = [];
   /** How often the window stopped the members' pods itself. */
   podsStopped = 0;
+  /** The resourceVersion of the last pod list stopPods read, and whether the pod cache has seen it (else it lags). */
+  podListVersion = 0;
+  podCacheSeesAll = true;
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
   /** The step a test says is running (see its wrapped step bodies), and for each write to the world but the record's: that step and the record's. */
@@ -274,7 +277,9 @@ export class FakeWorld {
           const running = g.deployments.map((d) => world.deployment(d.metadata!.name!)).filter((d) => d.spec?.replicas !== 0);
           if (running.length > 0) throw new Error(`pods stopped while ${running.map((d) => d.metadata!.name).join(", ")} still wants replicas`);
           world.podsStopped++;
+          return String(++world.podListVersion);
         },
+        podsCacheReflects: (version) => !world.frozenCache && world.podCacheSeesAll && Number(version) <= world.podListVersion,
         // A first install has no earlier ReplicaSet to return to.
         replicaSets: async () => world.options.applied === undefined ? [] : [...world.deployments.values()].map((s) => ({
           metadata: { annotations: { "deployment.kubernetes.io/revision": "1" }, ownerReferences: [{ uid: s.object.metadata!.uid! }] },

@@ -43,6 +43,23 @@ describe("the self-restarting informer", () => {
     return { fake, cache };
   }
 
+  it("knows how far it has seen: the newest resourceVersion it handled, forgotten while it fails", async () => {
+    const clock = { now: 0 };
+    const { fake, cache } = await started(clock);
+    const at = (resourceVersion: string) => ({ metadata: { name: "orders", resourceVersion } });
+    assert.equal(cache.reflects("5"), false, "nothing handled yet");
+    fake.emit(k8s.ADD, at("7"));
+    fake.emit(k8s.UPDATE, at("12"));
+    assert.deepEqual(["11", "12", "13"].map((v) => cache.reflects(v)), [true, true, false]);
+    fake.emit(k8s.DELETE, at("100"));
+    assert.equal(cache.reflects("99"), true, "versions compare as integers, not as text");
+    assert.equal(cache.reflects("abc"), false, "a version that is no integer is never reflected");
+    assert.equal(cache.reflects("0099"), false, "nor one with a leading zero");
+    fake.emit(k8s.ERROR, new Error("watch closed"));
+    assert.equal(cache.reflects("1"), false, "a failed watch forgets: its restart re-lists");
+    await cache.stop();
+  });
+
   it("restarts a watch that ended, trying again with back-off until a restart succeeds", async () => {
     const clock = { now: 0 };
     const { fake, cache } = await started(clock);

@@ -12,22 +12,13 @@ import { heldDeployments } from "../../../src/core/scale-guard.js";
 import { podsBlockingDrain, podsServing } from "../../../src/core/window-policy.js";
 import { decideWindow, planWindow, type WindowState } from "../../../src/core/window.js";
 import { cachedAdmissionContext } from "../../../src/k8s/group-view.js";
-import { startInformer, type WatchedCache } from "../../../src/k8s/informer.js";
+import { startInformer } from "../../../src/k8s/informer.js";
+import { fixedCache } from "../../support/fixed-cache.js";
 import { trimConfigMap, trimCronJob, trimDeployment, trimIngress, trimPod } from "../../../src/k8s/trim.js";
 import { admissionReview } from "../../support/fixtures.js";
 
 const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
 
-/** A cache over a fixed list, as the informer's would answer. */
-function cacheOf(deployments: k8s.V1Deployment[]): WatchedCache<k8s.V1Deployment> {
-  return {
-    list: (namespace) => deployments.filter((d) => !namespace || d.metadata?.namespace === namespace),
-    get: (name, namespace) => deployments.find((d) => d.metadata?.name === name && d.metadata?.namespace === namespace),
-    synced: () => true,
-    on: () => undefined,
-    stop: async () => undefined,
-  };
-}
 
 /** The captured orders-api Deployment (managedFields, kubectl's applied manifest, a full pod template) in a few states. */
 function members(): k8s.V1Deployment[] {
@@ -66,8 +57,8 @@ describe("the informers' trimmed objects", () => {
   it("give admission the same answers as the whole objects", () => {
     const full = members();
     const settings = { gateUsername: "system:serviceaccount:schema-gate:schema-gate", excludedNamespaces: new Set<string>() };
-    const whole = cachedAdmissionContext(cacheOf(full), settings);
-    const trimmed = cachedAdmissionContext(cacheOf(full.map(trimDeployment)), settings);
+    const whole = cachedAdmissionContext(fixedCache(() => full), settings);
+    const trimmed = cachedAdmissionContext(fixedCache(() => full.map(trimDeployment)), settings);
     const requests = [admissionReview("deployment-create").request, admissionReview("deployment-update").request];
     for (const name of full.map((d) => d.metadata!.name!)) {
       const scale = admissionReview("deployment-scale").request;

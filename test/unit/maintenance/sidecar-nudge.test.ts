@@ -3,18 +3,9 @@ import type * as k8s from "@kubernetes/client-node";
 import { pino } from "pino";
 import { A } from "../../../src/core/annotations.js";
 import { parseFlag } from "../../../src/core/maintenance-flag.js";
-import type { WatchedCache } from "../../../src/k8s/informer.js";
+import { fixedCache } from "../../support/fixed-cache.js";
 import { flagShown, SidecarNudge } from "../../../src/maintenance/sidecar-nudge.js";
 
-function cacheOf<T extends k8s.KubernetesObject>(objects: () => T[]): WatchedCache<T> {
-  return {
-    list: (namespace) => objects().filter((o) => !namespace || o.metadata?.namespace === namespace),
-    get: (name, namespace) => objects().find((o) => o.metadata?.name === name && o.metadata?.namespace === namespace),
-    synced: () => true,
-    on: () => undefined,
-    stop: async () => undefined,
-  };
-}
 
 const deployment = (name: string, sidecar: boolean): k8s.V1Deployment => ({
   metadata: { name, namespace: "shop", annotations: sidecar ? { [A.sidecar]: "8080" } : {} },
@@ -39,7 +30,7 @@ describe("nudging the sidecars' pods to re-read the maintenance flag", () => {
       return {} as k8s.V1Pod;
     } } as unknown as Pick<k8s.CoreV1Api, "patchNamespacedPod">;
     const pods = [pod("web-1", "web"), pod("web-2", "web"), pod("web-old", "web", { deletionTimestamp: new Date() }), pod("api-1", "api")];
-    const nudge = new SidecarNudge(core, cacheOf(() => [deployment("web", true), deployment("api", false)]), cacheOf(() => pods), pino({ level: "silent" }));
+    const nudge = new SidecarNudge(core, fixedCache(() => [deployment("web", true), deployment("api", false)]), fixedCache(() => pods), pino({ level: "silent" }));
     await nudge.nudge("shop", parseFlag({ enabled: "true" }));
     assert.deepEqual(patched.sort(), ["web-1=on-", "web-2=on-"]);
     await nudge.nudge("shop", parseFlag({ enabled: "true" }));
@@ -53,7 +44,7 @@ describe("nudging the sidecars' pods to re-read the maintenance flag", () => {
     const log = pino({ level: "warn" }, { write: (line: string) => void lines.push(line) });
     const refused = Object.assign(new Error("forbidden"), { code: 403 });
     const core = { patchNamespacedPod: async () => { throw refused; } } as unknown as Pick<k8s.CoreV1Api, "patchNamespacedPod">;
-    const nudge = new SidecarNudge(core, cacheOf(() => [deployment("web", true)]), cacheOf(() => [pod("web-1", "web"), pod("web-2", "web")]), log);
+    const nudge = new SidecarNudge(core, fixedCache(() => [deployment("web", true)]), fixedCache(() => [pod("web-1", "web"), pod("web-2", "web")]), log);
     await nudge.nudge("shop", parseFlag({ enabled: "true" }));
     await nudge.nudge("shop", parseFlag({ enabled: "false" }));
     assert.equal(lines.length, 1, lines.join(""));
