@@ -87,47 +87,38 @@ async function gateWindows(env: TestEnv, count: number): Promise<Array<Record<st
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(0)));
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true, url));
   await windowSettled(env, ns, "1", 300_000);
-  const pods = await PodWatch.start(env, ns);
-  await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
-  const results: Array<Record<string, number>> = [];
-  try {
-    for (let n = 1; n <= WINDOWS; n++) {
-      const version = String(n + 1);
-      const stopped = pods.until(oneStopped(count, version), "the first old pod to stop");
-      const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
-      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(n)));
-      const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, true, url));
-      let submitted = 0;
-      void applied.then(() => (submitted = Date.now()));
-      const [started, newReady] = await Promise.all([stopped, ready]);
-      await applied;
-      const state = await windowSettled(env, ns, version, 300_000);
-      if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
-      const t = state.timings;
-      const downtime = newReady - started;
-      // kubectl applies one object after another: how long after the first pod stopped the last apply returned
-      // (negative: before; with the paused hold the old pods serve through the apply and the settle delay).
-      const submit = submitted - started;
-      const waitingOnOthers = Math.max(0, submit) + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
-      results.push({
-        downtime,
-        submit,
-        // How long after the window opened the first old pod stopped: the opening costs no downtime.
-        "open→first stop": started - Date.parse(state.startedAt),
-        quiesce: t.quiesce ?? 0,
-        drain: t.drain ?? 0,
-        terminate: t.terminate ?? 0,
-        migrate: t.migrate ?? 0,
-        verify: t.verify ?? 0,
-        restore: t.restore ?? 0,
-        readiness: t.readiness ?? 0,
-        overhead: Math.max(0, downtime - waitingOnOthers),
-      });
-    }
-  } finally {
-    pods.stop();
-  }
-  return results;
+  return eachWindow(env, ns, count, async (n, version, pods) => {
+    const stopped = pods.until(oneStopped(count, version), "the first old pod to stop");
+    const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
+    await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(n)));
+    const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, true, url));
+    let submitted = 0;
+    void applied.then(() => (submitted = Date.now()));
+    const [started, newReady] = await Promise.all([stopped, ready]);
+    await applied;
+    const state = await windowSettled(env, ns, version, 300_000);
+    if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
+    const t = state.timings;
+    const downtime = newReady - started;
+    // kubectl applies one object after another: how long after the first pod stopped the last apply returned
+    // (negative: before; with the paused hold the old pods serve through the apply and the settle delay).
+    const submit = submitted - started;
+    const waitingOnOthers = Math.max(0, submit) + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
+    return {
+      downtime,
+      submit,
+      // How long after the window opened the first old pod stopped: the opening costs no downtime.
+      "open→first stop": started - Date.parse(state.startedAt),
+      quiesce: t.quiesce ?? 0,
+      drain: t.drain ?? 0,
+      terminate: t.terminate ?? 0,
+      migrate: t.migrate ?? 0,
+      verify: t.verify ?? 0,
+      restore: t.restore ?? 0,
+      readiness: t.readiness ?? 0,
+      overhead: Math.max(0, downtime - waitingOnOthers),
+    };
+  });
 }
 
 /** Each cycle of the scripted approach: delete the Deployments, wait for their pods to be gone, migrate, re-apply, wait for Ready. */
@@ -135,31 +126,38 @@ async function scriptedCycles(env: TestEnv, count: number): Promise<Array<Record
   const ns = await testNamespace(`bench-script-${count}`);
   const { url } = await shopDatabase(env, ns, dbHost);
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false, url));
+  return eachWindow(env, ns, count, async (n, version, pods) => {
+    // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
+    const stopped = pods.until(oneStopped(count, version), "the first pod to stop");
+    const gone = pods.until((all) => all.size === 0, "the pods to be gone");
+    await env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
+    const [started, goneAt] = await Promise.all([stopped, gone]);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query(migration(n));
+    await client.end();
+    const migrated = Date.now();
+    const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
+    await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, false, url));
+    const newReady = await ready;
+    return { downtime: newReady - started, drain: goneAt - started, migrate: migrated - goneAt, readiness: newReady - migrated };
+  });
+}
+
+/** Once version 1's `count` pods are Ready: WINDOWS upgrades, to versions 2, 3, ..., each timed by `upgrade` on the namespace's pod watch. */
+async function eachWindow(
+  env: TestEnv, ns: string, count: number,
+  upgrade: (n: number, version: string, pods: PodWatch) => Promise<Record<string, number>>,
+): Promise<Array<Record<string, number>>> {
   const pods = await PodWatch.start(env, ns);
-  await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
-  const results: Array<Record<string, number>> = [];
   try {
-    for (let n = 1; n <= WINDOWS; n++) {
-      const version = String(n + 1);
-      // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
-      const stopped = pods.until(oneStopped(count, version), "the first pod to stop");
-      const gone = pods.until((all) => all.size === 0, "the pods to be gone");
-      await env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
-      const [started, goneAt] = await Promise.all([stopped, gone]);
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      await client.query(migration(n));
-      await client.end();
-      const migrated = Date.now();
-      const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
-      await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, false, url));
-      const newReady = await ready;
-      results.push({ downtime: newReady - started, drain: goneAt - started, migrate: migrated - goneAt, readiness: newReady - migrated });
-    }
+    await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
+    const results: Array<Record<string, number>> = [];
+    for (let n = 1; n <= WINDOWS; n++) results.push(await upgrade(n, String(n + 1), pods));
+    return results;
   } finally {
     pods.stop();
   }
-  return results;
 }
 
 /** The median of each figure over the windows (each figure on its own). */

@@ -2,6 +2,7 @@ import type * as k8s from "@kubernetes/client-node";
 import type { DatabaseTarget } from "../core/database-secret.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import type { MigrationFile } from "../core/migrations.js";
+import type { SqlOptions } from "../db/window-database.js";
 import type { Runner } from "../core/member-spec.js";
 import type { PodLike } from "../core/window-policy.js";
 import type { Terminated, WindowState } from "../core/window.js";
@@ -80,7 +81,7 @@ export interface WindowDatabase {
   /** RESUMEs the pooler the Secret names (nothing without one); a pooler not paused counts as resumed. */
   resumePooler(target: DatabaseTarget): Promise<void>;
   /** Applies the pending files under the migration session's timeouts; returns the names applied and whether the ledger then records `version`. */
-  applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void }): Promise<{ ran: string[]; recorded: boolean }>;
+  applySql(target: DatabaseTarget, group: string, files: MigrationFile[], version: string, options: SqlOptions): Promise<{ ran: string[]; recorded: boolean }>;
   versionRecorded(target: DatabaseTarget, group: string, version: string): Promise<boolean>;
   /** Claims the database for the group; refuses (MigrationError) when another group owns it. */
   claim(target: DatabaseTarget, group: string): Promise<void>;
@@ -128,7 +129,8 @@ export interface WindowDeps {
  * flag, the database, Jobs) first checks that this replica still leads, so a deposed
  * replica stops at its next write instead of undoing its successor's work. Every write
  * but an Event also waits for `recorded` (the window record's queued writes): a step's
- * reads go on while its record is written, its first change to the world waits for it.
+ * reads go on while its record is written, its first change to the world waits for it (the
+ * migration's, inside its session: connected, locked and knowing what is pending).
  */
 export function fence(deps: WindowDeps, recorded: () => Promise<void> = async () => undefined): WindowDeps {
   const check = () => {
@@ -169,7 +171,9 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       recordIfNothingPending: guard(database.recordIfNothingPending.bind(database)),
       terminateOthers: guard(database.terminateOthers.bind(database)),
       resumePooler: guard(database.resumePooler.bind(database)),
-      applySql: guard(database.applySql.bind(database)),
+      // The session, its lock and the pending files are ready while the record is written; the first write waits for it.
+      applySql: told((target, group, files, version, options) =>
+        database.applySql(target, group, files, version, { ...options, beforeWrites: async () => { await recorded(); check(); await options.beforeWrites?.(); } })),
       claim: guard(database.claim.bind(database)),
     },
     jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },

@@ -113,13 +113,18 @@ export class SqlRunner {
     return (rowCount ?? 0) > 0;
   }
 
-  /** Applies what is pending and records `version`; returns the names of the files it ran. */
-  async apply(files: MigrationFile[], version: string, onFile?: (name: string, ms: number) => void): Promise<string[]> {
+  /**
+   * Applies what is pending and records `version`; returns the names of the files it ran.
+   * `beforeWrites` is awaited once the lock is held and the pending files are known, before
+   * the first write to the database (the window's fence: its record says migrate first).
+   */
+  async apply(files: MigrationFile[], version: string, onFile?: (name: string, ms: number) => void, beforeWrites?: () => Promise<void>): Promise<string[]> {
     const tables = await this.ensureTables();
     await this.client.query("SELECT pg_advisory_lock(hashtext($1))", [`schema-gate:${this.group}`]);
     try {
       // Read under the lock: another runner may have applied some files meanwhile.
       const pending = await this.pending(files);
+      await beforeWrites?.();
       const ran: string[] = [];
       for (const { file, sql } of runnableFiles(pending)) {
         const started = Date.now();

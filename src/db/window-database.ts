@@ -25,6 +25,14 @@ const migrationSession = (statementTimeoutMs: number): SessionOptions =>
 /** The migration's session, opened during the drain and used by terminate, then migrate. */
 const ahead = new SessionsAhead();
 
+export interface SqlOptions {
+  statementTimeoutMs: number;
+  /** Hears of each file once it committed; what it throws stops the runner after that file. */
+  onFile?: (file: string, ms: number) => void;
+  /** Awaited before the migration's first write, once its session holds the lock and knows what is pending. */
+  beforeWrites?: () => Promise<void>;
+}
+
 /** What a window does in PostgreSQL, one short session per call (terminate and migrate share one opened ahead). */
 export const windowSql = {
   /**
@@ -97,7 +105,7 @@ export const windowSql = {
     group: string,
     files: MigrationFile[],
     version: string,
-    options: { statementTimeoutMs: number; onFile?: (file: string, ms: number) => void },
+    options: SqlOptions,
   ): Promise<{ ran: string[]; recorded: boolean }> {
     try {
       return await ahead.use(
@@ -107,7 +115,7 @@ export const windowSql = {
           // A client that connected since the terminate step would block the DDL.
           await terminateOtherSessions(client, target.database);
           const runner = new SqlRunner(client, group);
-          const ran = await runner.apply(files, version, options.onFile);
+          const ran = await runner.apply(files, version, options.onFile, options.beforeWrites);
           // Read back once committed, in the same session: the verify step has nothing left to ask.
           return { ran, recorded: await runner.versionRecorded(version) };
         },

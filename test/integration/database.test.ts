@@ -110,6 +110,22 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await client.end();
   });
 
+  it("holds its lock and knows what is pending before beforeWrites returns, and writes nothing until then", async function () {
+    const client = await openSession(target);
+    const files = migrationFiles({ "001_price.sql": "ALTER TABLE items ADD COLUMN price int;" });
+    const seen: Array<{ locks: number; history: number; price: number }> = [];
+    const look = await openSession(target);
+    await new SqlRunner(client, "shop-db").apply(files, "2", undefined, async () => {
+      const locks = await look.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      const rows = await look.query("SELECT count(*)::int AS n FROM schema_gate_history");
+      const price = await look.query("SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'");
+      seen.push({ locks: locks.rows[0].n, history: rows.rows[0].n, price: price.rows[0].n });
+    });
+    assert.deepEqual(seen, [{ locks: 1, history: 0, price: 0 }], "called once, under the lock, before the file and its history row");
+    assert.deepEqual((await look.query("SELECT file FROM schema_gate_history")).rows, [{ file: "001_price.sql" }]);
+    await Promise.all([client.end(), look.end()]);
+  });
+
   it("stops after the committed file when onFile throws (a replica deposed meanwhile), and releases its lock", async function () {
     const client = await openSession(target);
     const files = migrationFiles({ "001_a.sql": "ALTER TABLE items ADD COLUMN a int;", "002_b.sql": "ALTER TABLE items ADD COLUMN b int;" });

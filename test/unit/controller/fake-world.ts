@@ -85,6 +85,8 @@ export class FakeWorld {
   podsStopped = 0;
   /** The resourceVersion of the last pod list stopPods read, and whether the pod cache has seen it (else it lags). */
   podListVersion = 0;
+  /** The record's step each time a migration session started (before its fence). */
+  applyStartedAt: Array<string | undefined> = [];
   podCacheSeesAll = true;
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
@@ -316,6 +318,8 @@ export class FakeWorld {
         },
         // As the SQL runner: file by file, each committed before onFile hears of it.
         applySql: async (_t, _g, files, version, options) => {
+          world.applyStartedAt.push(world.record.state?.step);
+          await options.beforeWrites?.();
           world.noteRecordStep("migration");
           world.pooler.duringMigration.push(world.pooler.paused);
           const ran: string[] = [];

@@ -396,6 +396,7 @@ describe("the window controller, driven with fakes", () => {
       const early = world.writeSteps.filter(({ step, record }) => step !== undefined && !["drain", "terminate", "verify", "readiness"].includes(step) && record !== step);
       assert.deepEqual(early, [], `${runner}: writes made before the record said their step`);
       assert.deepEqual(world.recordStepAt.get("migration"), ["migrate"], `${runner}: the record says migrate before the migration starts`);
+      if (runner === "sql") assert.ok(world.applyStartedAt.some((step) => step !== "migrate"), "its session gets ready while the record is written");
       assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "restore"), `${runner}: and restore before a member comes back`);
     }
   });
