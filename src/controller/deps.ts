@@ -60,8 +60,11 @@ export interface GroupMembers {
   /** The namespace's pods, from the cache (trimmed) or the API. */
   pods(namespace: string, from: "cache" | "api"): Promise<readonly PodLike[]>;
   replicaSets(namespace: string): Promise<ReplicaSetLike[]>;
-  /** Once every member is at zero replicas: scales their ReplicaSets to zero and deletes their pods; returns the resourceVersion of the pod list it read. */
-  stopPods(group: Group): Promise<string | undefined>;
+  /**
+   * Scales the members to zero and stops each one's pods once its patch is in (its ReplicaSets
+   * to zero, its pods deleted); returns the members patched and the resourceVersion of the pod list it read.
+   */
+  scaleToZero(group: Group, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<{ scaled: string[]; podsListedAt?: string }>;
   /** Whether the pod cache shows the pods as they were at `resourceVersion` or later. */
   podsCacheReflects(resourceVersion: string): boolean;
 }
@@ -160,7 +163,7 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       replicaSets: members.replicaSets.bind(members),
       patchEach: guard(members.patchEach.bind(members)),
       patchCronJob: guard(members.patchCronJob.bind(members)),
-      stopPods: guard(members.stopPods.bind(members)),
+      scaleToZero: guard(members.scaleToZero.bind(members)),
     },
     database: {
       target: database.target.bind(database),

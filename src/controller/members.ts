@@ -68,7 +68,10 @@ export class Members implements GroupMembers {
   }
 
   /** In parallel (a group of 20 would otherwise wait 20 round trips); the first round uses the pass's read. */
-  async patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]> {
+  async patchEach(
+    group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined,
+    afterEach?: (patched: k8s.V1Deployment) => Promise<void>,
+  ): Promise<string[]> {
     const patched: string[] = [];
     let members = group.deployments;
     for (let round = 0; ; round++) {
@@ -76,7 +79,11 @@ export class Members implements GroupMembers {
         const patch = patchFor(d);
         return patch ? [{ d, patch }] : [];
       });
-      const results = await Promise.all(work.map(async ({ d, patch }) => ((await this.patchDeployment(d, patch)) ? d.metadata!.name! : undefined)));
+      const results = await Promise.all(work.map(async ({ d, patch }) => {
+        if (!(await this.patchDeployment(d, patch))) return undefined;
+        await afterEach?.(d);
+        return d.metadata!.name!;
+      }));
       patched.push(...results.filter((name): name is string => name !== undefined));
       if (results.every((name) => name !== undefined)) return patched;
       if (round > 20) throw new Error(`deployments of group ${group.name} keep changing; could not ${what}`);
@@ -100,28 +107,42 @@ export class Members implements GroupMembers {
   }
 
   /**
-   * Stops the pods of members the window has just set to zero replicas, at once: their ReplicaSets scaled to
-   * zero and their pods deleted (each with its own grace period), what the Deployment and
-   * ReplicaSet controllers would do next, without queueing behind the controller-manager's
-   * client rate limit (20 requests a second by default; it took 2 s for 20 Deployments).
-   * Only ReplicaSets a member controls, only after the member's own patch: the Deployment
-   * controller, catching up, finds them where it would put them. Returns the resourceVersion
-   * of the pod list it stopped them from.
+   * Scales each member to zero (`patchFor`, as patchEach) and stops its pods as soon as its own
+   * patch is in, not once every member's is: its ReplicaSets to zero and its pods deleted
+   * (each with its own grace period), what the Deployment and ReplicaSet controllers would do
+   * next, without queueing behind the controller-manager's client rate limit (20 requests a
+   * second by default; it took 2 s for 20 Deployments). So the members stop together. The
+   * ReplicaSets and pods are read once, beside the patches: a paused member makes no new
+   * ReplicaSet. A member at zero already (a quiesce run again) has its pods stopped too.
+   * Returns the members patched and the resourceVersion of that pod list.
    */
-  async stopPods(group: Group): Promise<string | undefined> {
+  async scaleToZero(group: Group, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<{ scaled: string[]; podsListedAt?: string }> {
     const { namespace } = group;
-    const stopped = new Set(group.deployments.map((d) => d.metadata?.uid));
-    const [sets, pods, listed] = await Promise.all([
-      this.apps.listNamespacedReplicaSet({ namespace }).then((list) => list.items),
+    const listed = Promise.all([
+      this.apps.listNamespacedReplicaSet({ namespace }),
       this.core.listNamespacedPod({ namespace }),
-    ]).then(([s, list]) => [s, list.items, list.metadata?.resourceVersion] as const);
-    const owned = sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.controller && stopped.has(o.uid)));
+    ]);
+    listed.catch(() => undefined); // awaited below
+    const stopped = new Set<string>();
+    const stop = async (member: k8s.V1Deployment) => {
+      stopped.add(member.metadata!.name!);
+      const [sets, pods] = await listed;
+      await this.stopMemberPods(member, sets.items, pods.items);
+    };
+    const scaled = await this.patchEach(group, "scale them to zero", patchFor, stop);
+    await Promise.all(group.deployments.filter((d) => !stopped.has(d.metadata!.name!)).map(stop));
+    return { scaled, podsListedAt: (await listed)[1].metadata?.resourceVersion };
+  }
+
+  /** One member's ReplicaSets to zero and their running pods deleted; only after the member's own patch to zero. */
+  private async stopMemberPods(member: k8s.V1Deployment, sets: readonly k8s.V1ReplicaSet[], pods: readonly k8s.V1Pod[]): Promise<void> {
+    const namespace = member.metadata!.namespace!;
+    const owned = sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.controller && o.uid === member.metadata?.uid));
     await Promise.all(owned.filter((rs) => (rs.spec?.replicas ?? 0) > 0).map((rs) =>
       ignoreNotFound(this.apps.patchNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { spec: { replicas: 0 } } }, MERGE_PATCH))));
     const uids = new Set(owned.map((rs) => rs.metadata?.uid));
     const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
     await Promise.all(running.map((p) => ignoreNotFound(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
-    return listed;
   }
 
   /** Whether the pod cache shows the pods as they were at `resourceVersion` or later (see WatchedCache.reflects). */

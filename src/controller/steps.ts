@@ -56,11 +56,8 @@ async function quiesce(context: StepContext): Promise<StepResult> {
   const target = targetAhead(context);
   openMigrationSession(context, target);
   const message = `window ${state.id}: quiesced for the migration to schema version ${state.version}`;
-  const stopMembers = async () => {
-    const scaled = await deps.members.patchEach(group, "scale them to zero", (d) => quiescePatch(d, message));
-    // At zero now: their pods stop at once, not at the controller-manager's pace.
-    return { scaled, podsListedAt: await deps.members.stopPods(group) };
-  };
+  // Each member's pods stop once it is at zero, at once, not at the controller-manager's pace.
+  const stopMembers = () => deps.members.scaleToZero(group, (d) => quiescePatch(d, message));
   // Beside the members, not before them: reading the CronJobs is slow, and the pods need not wait for it.
   const suspendCronJobs = async () => {
     const cronJobs = await deps.members.cronJobs(group);

@@ -83,7 +83,7 @@ export class FakeWorld {
   apiReads: Array<string | undefined> = [];
   /** How often the window stopped the members' pods itself. */
   podsStopped = 0;
-  /** The resourceVersion of the last pod list stopPods read, and whether the pod cache has seen it (else it lags). */
+  /** The resourceVersion of the last pod list scaleToZero read, and whether the pod cache has seen it (else it lags). */
   podListVersion = 0;
   /** The record's step each time a migration session started (before its fence). */
   applyStartedAt: Array<string | undefined> = [];
@@ -219,6 +219,25 @@ export class FakeWorld {
       host: "db", port: 5432, user: "gate", password: "x", database: "shop",
       ...(this.options.pooler ? { pooler: { consoles: [{ host: "pooler", port: 6432, user: "admin", password: "x", database: "pgbouncer" }], database: "shop" } } : {}),
     };
+    // As the API: one round of patches, then the conflicted members read again.
+    const patchEach = async (g: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]> => {
+      world.noteRecordStep(what);
+      const patched: string[] = [];
+      let members = g.deployments;
+      for (let round = 0; round < 5; round++) {
+        let conflicts = 0;
+        for (const d of members) {
+          const patch = patchFor(d);
+          if (!patch) continue;
+          world.write();
+          if (world.patch(d, patch)) patched.push(d.metadata!.name!);
+          else conflicts++;
+        }
+        if (conflicts === 0) return patched;
+        members = group().deployments;
+      }
+      throw new Error("members keep changing");
+    };
     return {
       records: {
         read: async () => structuredClone(world.record),
@@ -239,24 +258,17 @@ export class FakeWorld {
           return group();
         },
         cached: () => world.frozenCache?.group ?? group(),
-        patchEach: async (g, what, patchFor) => {
-          world.noteRecordStep(what);
-          const patched: string[] = [];
-          let members = g.deployments;
-          for (let round = 0; round < 5; round++) {
-            let conflicts = 0;
-            for (const d of members) {
-              const patch = patchFor(d);
-              if (!patch) continue;
-              world.write();
-              if (world.patch(d, patch)) patched.push(d.metadata!.name!);
-              else conflicts++;
-            }
-            if (conflicts === 0) return patched;
-            members = group().deployments;
-          }
-          throw new Error("members keep changing");
+        patchEach: (g, what, patchFor) => patchEach(g, what, patchFor),
+        // The real one stops each member's pods once that member's patch to zero is in: a member must be at zero first.
+        scaleToZero: async (g, patchFor) => {
+          const scaled = await patchEach(g, "scale them to zero", patchFor);
+          world.write();
+          const running = g.deployments.map((d) => world.deployment(d.metadata!.name!)).filter((d) => d.spec?.replicas !== 0);
+          if (running.length > 0) throw new Error(`pods stopped while ${running.map((d) => d.metadata!.name).join(", ")} still wants replicas`);
+          world.podsStopped++;
+          return { scaled, podsListedAt: String(++world.podListVersion) };
         },
+
         cronJobs: async () => {
           world.cronJobReads.push(world.record.state?.step);
           return [...world.cronJobs.values()].map((c) => structuredClone(c));
@@ -273,14 +285,6 @@ export class FakeWorld {
         },
         // Pods are names here: readiness goes by the members' rollout status.
         pods: async () => [],
-        // The real one deletes the pods of ReplicaSets it scales to zero: the members must be at zero first.
-        stopPods: async (g) => {
-          world.write();
-          const running = g.deployments.map((d) => world.deployment(d.metadata!.name!)).filter((d) => d.spec?.replicas !== 0);
-          if (running.length > 0) throw new Error(`pods stopped while ${running.map((d) => d.metadata!.name).join(", ")} still wants replicas`);
-          world.podsStopped++;
-          return String(++world.podListVersion);
-        },
         podsCacheReflects: (version) => !world.frozenCache && world.podCacheSeesAll && Number(version) <= world.podListVersion,
         // A first install has no earlier ReplicaSet to return to.
         replicaSets: async () => world.options.applied === undefined ? [] : [...world.deployments.values()].map((s) => ({
