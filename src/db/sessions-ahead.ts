@@ -9,6 +9,8 @@ interface Parked {
   client: Promise<pg.Client>;
   openedAt: number;
   alive: boolean;
+  /** A step is using it: no other is opened meanwhile (the step's terminate would end it). */
+  inUse: boolean;
   expiry?: NodeJS.Timeout;
 }
 
@@ -30,9 +32,9 @@ export class SessionsAhead {
   open(target: DatabaseTarget, options: SessionOptions): Promise<void> {
     const key = keyOf(target);
     const kept = this.parked.get(key);
-    if (kept && this.usable(kept)) return kept.client.then(() => undefined, () => undefined);
+    if (kept && (kept.inUse || this.usable(kept))) return kept.client.then(() => undefined, () => undefined);
     if (kept) this.drop(key, kept);
-    const entry: Parked = { client: openSession(target, options), openedAt: this.now(), alive: true };
+    const entry: Parked = { client: openSession(target, options), openedAt: this.now(), alive: true, inUse: false };
     this.parked.set(key, entry);
     this.expire(key, entry);
     return entry.client.then(
@@ -57,7 +59,7 @@ export class SessionsAhead {
     const entry = this.take(key);
     const ahead = entry ? await entry.client.catch(() => undefined) : undefined;
     const fromAhead = ahead !== undefined && entry!.alive;
-    if (ahead && !fromAhead) await ahead.end().catch(() => undefined);
+    if (entry && !fromAhead) this.drop(key, entry);
     const client = fromAhead ? ahead : await open();
     let succeeded = false;
     try {
@@ -65,24 +67,27 @@ export class SessionsAhead {
       succeeded = true;
       return result;
     } finally {
-      if (keep && succeeded && fromAhead && this.usable(entry!) && !this.parked.has(key)) {
-        this.parked.set(key, entry!);
-        this.expire(key, entry!);
+      if (entry && keep && succeeded && fromAhead && this.usable(entry)) {
+        entry.inUse = false;
+        this.expire(key, entry);
       } else {
+        if (entry && this.parked.get(key) === entry) this.parked.delete(key);
         await client.end().catch(() => undefined);
       }
     }
   }
 
-  /** The session parked for `key`, no longer parked; undefined (and closed) when it may not be used. */
+  /** The session parked for `key`, now in use; undefined (and closed) when it may not be used. */
   private take(key: string): Parked | undefined {
     const entry = this.parked.get(key);
-    if (!entry) return undefined;
-    this.parked.delete(key);
+    if (!entry || entry.inUse) return undefined;
     clearTimeout(entry.expiry);
-    if (this.usable(entry)) return entry;
-    this.drop(key, entry);
-    return undefined;
+    if (!this.usable(entry)) {
+      this.drop(key, entry);
+      return undefined;
+    }
+    entry.inUse = true;
+    return entry;
   }
 
   private usable(entry: Parked): boolean {
@@ -92,7 +97,7 @@ export class SessionsAhead {
   private expire(key: string, entry: Parked): void {
     clearTimeout(entry.expiry);
     const left = Math.max(0, entry.openedAt + SESSION_AHEAD_MS - this.now());
-    entry.expiry = setTimeout(() => this.parked.get(key) === entry && this.drop(key, entry), left);
+    entry.expiry = setTimeout(() => this.parked.get(key) === entry && !entry.inUse && this.drop(key, entry), left);
     entry.expiry.unref();
   }
 

@@ -298,6 +298,13 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
       assert.deepEqual(await backend("ahead"), [], "and it is closed");
 
       await sessions.open(target, { applicationName: "ahead" });
+      const [busy] = await backend("ahead");
+      await sessions.use(target, fresh, async () => {
+        await sessions.open(target, { applicationName: "ahead" });
+        assert.deepEqual(await backend("ahead"), [busy], "no second one opens while a step uses it (its terminate would end it)");
+      });
+
+      await sessions.open(target, { applicationName: "ahead" });
       const [kept] = await backend("ahead");
       assert.equal(await sessions.use(target, fresh, pidOf, true), kept, "a young live one is used");
       assert.equal(await sessions.use(target, fresh, pidOf), kept, "and kept for the next step when asked");
