@@ -96,8 +96,8 @@ export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminat
  * redoes that step, which is safe for each before these: quiesce (the members are at zero
  * already), drain, migrate (the ledger, or the Job, says it is in) and restore. Every other
  * step reads what it needs meanwhile, and its first write waits in the fence for the writes
- * before it, so the record says `quiesce` before a member stops, `migrate` before a
- * migration starts and `restore` before a member comes back.
+ * before it, so the record says `quiesce` before a member stops, `migrate` before the
+ * migration's first write and `restore` before a member comes back.
  */
 export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "readiness"]);
 

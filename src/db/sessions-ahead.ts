@@ -17,9 +17,9 @@ interface Parked {
 const keyOf = (t: DatabaseTarget) => `${t.user}@${t.host}:${t.port}/${t.database}`;
 
 /**
- * Sessions opened before the step that needs them: the drain opens the migration's session
- * while it confirms that the pods are gone, so that terminate and migrate connect to
- * PostgreSQL outside the downtime (a connection and its authentication each). One per
+ * Sessions opened before the step that needs them: the quiesce opens the migration's session
+ * while the pods stop, so that terminate and migrate connect to PostgreSQL outside the
+ * downtime (a connection and its authentication each). One per
  * database; one a step does not take within SESSION_AHEAD_MS is closed, and one whose
  * backend ended meanwhile is never handed out.
  */

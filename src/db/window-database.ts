@@ -22,7 +22,7 @@ const POOLER_CLOSE_MS = 10_000;
 const migrationSession = (statementTimeoutMs: number): SessionOptions =>
   ({ applicationName: "schema-gate-migration", lockTimeoutMs: LOCK_TIMEOUT_MS, statementTimeoutMs });
 
-/** The migration's session, opened during the drain and used by terminate, then migrate. */
+/** The migration's session, opened from the quiesce and used by terminate, then migrate. */
 const ahead = new SessionsAhead();
 
 export interface SqlOptions {

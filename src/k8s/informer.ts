@@ -152,6 +152,6 @@ export async function startInformer<T extends k8s.KubernetesObject>(
 }
 
 /** A resourceVersion as the integer it is (KEP-5504: digits, no leading zero); undefined for anything else. */
-export function comparableVersion(resourceVersion: string | undefined): bigint | undefined {
+function comparableVersion(resourceVersion: string | undefined): bigint | undefined {
   return resourceVersion !== undefined && /^[1-9][0-9]*$/.test(resourceVersion) ? BigInt(resourceVersion) : undefined;
 }

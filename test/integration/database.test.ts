@@ -246,7 +246,7 @@ describe("PostgreSQL: exclusive access and the SQL runner", function () {
     await retry.end();
   });
 
-  describe("the migration's session, opened ahead during the drain", () => {
+  describe("the migration's session, opened ahead of terminate and migrate", () => {
     const backend = async (applicationName: string) => {
       const admin = await openSession(target);
       try {

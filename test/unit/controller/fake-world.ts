@@ -85,9 +85,9 @@ export class FakeWorld {
   podsStopped = 0;
   /** The resourceVersion of the last pod list scaleToZero read, and whether the pod cache has seen it (else it lags). */
   podListVersion = 0;
+  podCacheSeesAll = true;
   /** The record's step each time a migration session started (before its fence). */
   applyStartedAt: Array<string | undefined> = [];
-  podCacheSeesAll = true;
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
   /** The step a test says is running (see its wrapped step bodies), and for each write to the world but the record's: that step and the record's. */
@@ -95,7 +95,7 @@ export class FakeWorld {
   writeSteps: Array<{ step?: string; record?: string }> = [];
   /** How often a session of its own asked the ledger whether a version is recorded. */
   ledgerAsks = 0;
-  /** Each session the drain opened ahead for the migration: its statement timeout, and how many pods were left then. */
+  /** Each session the quiesce or the drain opened ahead for the migration: its statement timeout, and how many pods were left then. */
   sessionsOpenedAhead: Array<{ statementTimeoutMs: number; podsLeft: number }> = [];
   /** The ledger does not show the version after the migration (a runner that recorded nothing). */
   loseLedgerVersion = false;
@@ -258,7 +258,7 @@ export class FakeWorld {
           return group();
         },
         cached: () => world.frozenCache?.group ?? group(),
-        patchEach: (g, what, patchFor) => patchEach(g, what, patchFor),
+        patchEach,
         // The real one stops each member's pods once that member's patch to zero is in: a member must be at zero first.
         scaleToZero: async (g, patchFor) => {
           const scaled = await patchEach(g, "scale them to zero", patchFor);
@@ -268,7 +268,6 @@ export class FakeWorld {
           world.podsStopped++;
           return { scaled, podsListedAt: String(++world.podListVersion) };
         },
-
         cronJobs: async () => {
           world.cronJobReads.push(world.record.state?.step);
           return [...world.cronJobs.values()].map((c) => structuredClone(c));
