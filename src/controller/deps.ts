@@ -72,7 +72,12 @@ export interface GroupMembers {
 export interface WindowDatabase {
   /** The database a Secret points at; a missing or malformed Secret is a StepFailure. */
   target(namespace: string, secret: string): Promise<DatabaseTarget>;
-  sqlFiles(namespace: string, configMap: string): Promise<MigrationFile[]>;
+  /**
+   * The ConfigMap's SQL files. With `window` (the window's id and attempt), a read made for
+   * the same window moments before is used: the drain reads them ahead for migrate. Without
+   * it (the opening), always read afresh: a new version's files must be seen.
+   */
+  sqlFiles(namespace: string, configMap: string, window?: string): Promise<MigrationFile[]>;
   /** Records `version` and returns true when every file is applied already. */
   recordIfNothingPending(target: DatabaseTarget, group: string, files: MigrationFile[], version: string): Promise<boolean>;
   /** Opens the migration's session ahead, for terminate and migrate to use (never fails: they open their own without it). */

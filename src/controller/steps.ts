@@ -109,6 +109,7 @@ export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "
 async function drain(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const target = targetAhead(context);
+  filesAhead(context);
   if ((await deps.members.podsLeft(group, "cache")).length > 0) return wait(POLL_MS);
   // The pods are gone: the session the quiesce opened, or a new one if it was closed meanwhile.
   openMigrationSession(context, target);
@@ -127,6 +128,14 @@ function targetAhead(context: StepContext): Promise<DatabaseTarget> {
   const target = Promise.resolve().then(() => groupDatabase(context));
   target.catch(() => undefined);
   return target;
+}
+
+/** The window's key for what its steps read ahead for each other (the SQL files): its id and attempt. */
+const attemptKey = (state: WindowState) => `${state.id}/${state.attempt}`;
+
+/** The SQL files, read ahead for migrate (a round trip inside the downtime otherwise); a failure is migrate's to report. */
+function filesAhead({ deps, group, state }: StepContext): void {
+  if (state.runner.kind === "sql") deps.database.sqlFiles(group.namespace, state.runner.configMap, attemptKey(state)).catch(() => undefined);
 }
 
 /**
@@ -182,7 +191,7 @@ async function terminate(context: StepContext): Promise<StepResult> {
 async function migrateSql(context: StepContext, runner: Extract<Runner, { kind: "sql" }>): Promise<StepResult> {
   const { deps, group, state } = context;
   const started = deps.now();
-  const [target, files] = await Promise.all([groupDatabase(context), deps.database.sqlFiles(group.namespace, runner.configMap)]);
+  const [target, files] = await Promise.all([groupDatabase(context), deps.database.sqlFiles(group.namespace, runner.configMap, attemptKey(state))]);
   const observe = (result: string) => deps.metrics.migrationDuration.observe({ runner: "sql", result }, (deps.now() - started) / 1000);
   let applied: { ran: string[]; recorded: boolean };
   try {

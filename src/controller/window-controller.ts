@@ -139,14 +139,15 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
 function windowDeps(options: ControllerOptions, records: WindowStore, showProgress: WindowDeps["showProgress"], narrate: Narrate): WindowDeps {
   const { kc, leadership } = options;
   const core = kc.makeApiClient(k8s.CoreV1Api);
+  const windowFiles = recently((namespace: string, name: string, _window: string) => sqlFiles(core, namespace, name));
   return {
     records,
     members: new Members(kc, options.caches),
     database: {
       ...windowSql,
       target: recently((namespace, secret) => databaseTarget(core, namespace, secret)),
-      // Never reused: the next window's opening must see the ConfigMap's new files.
-      sqlFiles: (namespace, name) => sqlFiles(core, namespace, name),
+      // Reused only within one window's attempt: the next window's opening must see the ConfigMap's new files.
+      sqlFiles: (namespace, name, window) => (window === undefined ? sqlFiles(core, namespace, name) : windowFiles(namespace, name, window)),
     },
     jobs: new JobRunner(kc),
     maintenance: options.maintenance,

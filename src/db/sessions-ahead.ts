@@ -52,7 +52,9 @@ export class SessionsAhead {
   /**
    * Runs `use` on the session opened ahead for `target`, or on one `open` makes when there is
    * none (or it failed, ended, or waited too long). With `keep`, a session opened ahead goes
-   * back for the next step once `use` succeeded; every other session is closed.
+   * back for the next step once `use` succeeded; every other session is closed, in the
+   * background: nothing the step returns waits for the goodbye (a round trip and the
+   * socket's close, inside the downtime after the migration).
    */
   async use<T>(target: DatabaseTarget, open: () => Promise<pg.Client>, use: (client: pg.Client) => Promise<T>, keep = false): Promise<T> {
     const key = keyOf(target);
@@ -72,7 +74,7 @@ export class SessionsAhead {
         this.expire(key, entry);
       } else {
         if (entry && this.parked.get(key) === entry) this.parked.delete(key);
-        await client.end().catch(() => undefined);
+        client.end().catch(() => undefined);
       }
     }
   }

@@ -42,6 +42,29 @@ export class SqlRunner {
 
   private async ensureTables(): Promise<{ history: string; versions: string }> {
     if (this.tables) return this.tables;
+    // Every window but a database's first finds the tables there: one read finds them, and
+    // one more the owner (the migration's own round trips are inside the downtime).
+    const [history, versions, owner] = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
+    if (history && versions && owner) {
+      await this.claim(owner);
+      this.tables = { history, versions };
+      return this.tables;
+    }
+    return this.createTables();
+  }
+
+  /** Each table's schema-qualified name as the session's search_path finds it, or undefined. */
+  private async qualifiedNames(tables: string[]): Promise<Array<string | undefined>> {
+    const { rows } = await this.client.query<{ name: string | null }>(
+      `SELECT (SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(t.name)) AS name
+         FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) ORDER BY t.i`,
+      [tables],
+    );
+    return rows.map((r) => r.name ?? undefined);
+  }
+
+  private async createTables(): Promise<{ history: string; versions: string }> {
     // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; serialise it.
     await this.client.query(`
       BEGIN;
@@ -55,17 +78,9 @@ export class SqlRunner {
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), owner text NOT NULL,
         claimed_at timestamptz NOT NULL DEFAULT now());
       COMMIT`);
-    const qualified = async (table: string) => {
-      const { rows } = await this.client.query<{ name: string }>(
-        `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)`,
-        [table],
-      );
-      return rows[0]!.name;
-    };
-    const owner = await qualified(OWNER);
-    await this.claim(owner);
-    this.tables = { history: await qualified(HISTORY), versions: await qualified(VERSIONS) };
+    const [history, versions, owner] = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
+    await this.claim(owner!);
+    this.tables = { history: history!, versions: versions! };
     return this.tables;
   }
 
@@ -75,11 +90,15 @@ export class SqlRunner {
    * would pass for the other's.
    */
   private async claim(table: string): Promise<void> {
-    await this.client.query(`INSERT INTO ${table} (owner) VALUES ($1) ON CONFLICT DO NOTHING`, [this.group]);
-    const { rows } = await this.client.query<{ owner: string; since: string; database: string }>(
+    const claimed = async () => (await this.client.query<{ owner: string; since: string; database: string }>(
       `SELECT owner, to_char(claimed_at, 'YYYY-MM-DD HH24:MI:SS TZ') AS since, current_database() AS database FROM ${table}`,
-    );
-    const row = rows[0]!;
+    )).rows[0];
+    // Claimed already (every window after a database's first): no write.
+    let row = await claimed();
+    if (!row) {
+      await this.client.query(`INSERT INTO ${table} (owner) VALUES ($1) ON CONFLICT DO NOTHING`, [this.group]);
+      row = (await claimed())!;
+    }
     if (row.owner === this.group) return;
     throw new MigrationError(
       `database "${row.database}" belongs to database group "${row.owner}" (since ${row.since}), not to "${this.group}": ` +

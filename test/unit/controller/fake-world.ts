@@ -73,6 +73,8 @@ export class FakeWorld {
   /** The group's CronJobs as the API has them, and the step of each read of them from the API. */
   cronJobs = new Map<string, k8s.V1CronJob>();
   cronJobReads: Array<string | undefined> = [];
+  /** Each read of the SQL files: the step the record is at and the window key it was asked with. */
+  fileReads: Array<{ step?: string; window?: string }> = [];
   jobOutcome: "complete" | "failed" = "complete";
   progress: string[] = [];
   /** Called as each SQL file commits (e.g. to depose this replica meanwhile). */
@@ -293,7 +295,10 @@ export class FakeWorld {
       },
       database: {
         target: async () => target,
-        sqlFiles: async () => world.files,
+        sqlFiles: async (_namespace, _name, window) => {
+          world.fileReads.push({ step: world.record.state?.step, window });
+          return world.files;
+        },
         openAhead: async (_t, options) => {
           world.sessionsOpenedAhead.push({ statementTimeoutMs: options.statementTimeoutMs, podsLeft: world.podsLeft().length });
         },

@@ -331,6 +331,18 @@ describe("the window controller, driven with fakes", () => {
     assert.ok(world.cronJobReads.includes("drain") && world.cronJobReads.includes("restore"), "the drain and the restore read them from the API");
   });
 
+  it("reads the SQL files for migrate ahead, in the drain, as one read of the window's attempt; the opening reads its own", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    const key = `${world.record.state!.id}/${world.record.state!.attempt}`;
+    assert.deepEqual(world.fileReads.filter((r) => r.window === undefined).map((r) => r.step), [undefined], "the opening: afresh, before any window");
+    const ahead = world.fileReads.filter((r) => r.window !== undefined);
+    assert.equal(ahead[0]!.step, "drain", "first asked for while the pods stop");
+    assert.ok(ahead.some((r) => r.step === "migrate"), "migrate asks with the same key, so the adapter hands it the drain's read");
+    assert.ok(ahead.every((r) => r.window === key), JSON.stringify(ahead));
+  });
+
   it("reads CronJobs from the API only at quiesce for a group that has none (the read is slow inside the downtime)", async () => {
     const world = new FakeWorld({ applied: "1" });
     assert.equal(await drive(world, world.deps()), "settled");

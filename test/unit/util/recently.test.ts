@@ -15,10 +15,19 @@ describe("recently: a read reused by the steps right after it", () => {
     assert.deepEqual(reads, ["shop/shop-db", "shop/other-db", "shop/shop-db"]);
   });
 
+  it("shares a read only between calls with every argument the same (a window's SQL files carry the window)", async () => {
+    const reads: string[] = [];
+    const read = recently(async (namespace: string, name: string, window: string) => (reads.push(`${namespace}/${name}@${window}`), reads.length), () => 0);
+    assert.equal(await read("shop", "shop-sql", "w1/1"), 1);
+    assert.equal(await read("shop", "shop-sql", "w1/1"), 1, "the drain's read, reused by migrate");
+    assert.equal(await read("shop", "shop-sql", "w1/2"), 2, "a retried attempt reads afresh");
+    assert.equal(await read("shop", "shop-sql", "w2/1"), 3, "so does the next window");
+  });
+
   it("keeps no failed read: the next call reads again (a Secret fixed meanwhile is seen)", async () => {
     let fail = true;
     let reads = 0;
-    const read = recently(async () => {
+    const read = recently(async (_namespace: string, _name: string) => {
       reads++;
       if (fail) throw new Error('secret "shop-db" not found');
       return "ok";
