@@ -48,6 +48,8 @@ export interface RememberedRecords extends WindowRecords {
    * steps that may run ahead of their record (RUNS_AHEAD_OF_RECORD).
    */
   saveBehind(namespace: string, state: WindowState): void;
+  /** Keeps `state` as the record without writing it: the next write carries it (see endsAtOnce). */
+  keep(namespace: string, state: WindowState): void;
   /** Waits for the queued writes; throws the failure of one (the copy is dropped, the next pass reads the API). */
   written(): Promise<void>;
 }
@@ -60,6 +62,15 @@ export function rememberedRecords(records: WindowRecords, memory: GroupMemory, l
     memory.writeFailure = undefined;
     if (failure !== undefined) memory.record = undefined;
     return failure;
+  };
+  /** Keeps `state` as the copy; false when the copy was dropped meanwhile (leadership changed hands): the next pass reads the API. */
+  const kept = (namespace: string, state: WindowState): boolean => {
+    if (memory.record?.version === undefined) {
+      memory.writeFailure ??= new LostLeadership(`window record of ${namespace}/${state.group}: this replica's copy was dropped`);
+      return false;
+    }
+    memory.record = { ...memory.record, state };
+    return true;
   };
   const written = async () => {
     const failure = await settled();
@@ -85,12 +96,7 @@ export function rememberedRecords(records: WindowRecords, memory: GroupMemory, l
       return saved;
     },
     saveBehind(namespace, state) {
-      if (memory.record?.version === undefined) {
-        // Dropped meanwhile (leadership changed hands): nothing to write after; the next pass reads the API.
-        memory.writeFailure ??= new LostLeadership(`window record of ${namespace}/${state.group}: this replica's copy was dropped`);
-        return;
-      }
-      memory.record = { ...memory.record, state };
+      if (!kept(namespace, state)) return;
       const write = async () => {
         // After a failure, or with the copy dropped, the chain of versions is broken: write nothing more.
         const base = memory.record?.version;
@@ -104,6 +110,9 @@ export function rememberedRecords(records: WindowRecords, memory: GroupMemory, l
         }
       };
       memory.writing = (memory.writing ?? Promise.resolve()).then(write);
+    },
+    keep(namespace, state) {
+      kept(namespace, state);
     },
     written,
   };

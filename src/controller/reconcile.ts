@@ -18,7 +18,7 @@ import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type RememberedRecords, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
-import { askRunner, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, endsAtOnce, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -144,6 +144,7 @@ async function runStep(deps: WindowDeps, records: RememberedRecords, group: Grou
   // The next step starts while its record is written: one that may run ahead of it
   // wholly, the others up to their first write (the fence makes that wait).
   if (next.result) await deps.records.save(namespace, next, version);
+  else if (endsAtOnce(next)) records.keep(namespace, next);
   else records.saveBehind(namespace, next);
   deps.log.info({ ...where, ms: next.timings[state.step] }, "step finished");
   if (next.result) await finish(deps, group, next);

@@ -102,6 +102,16 @@ export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminat
 export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "readiness"]);
 
 /**
+ * Whether a step is known, as it starts, to have nothing to do: verify once the migration's
+ * session read the ledger back, or after a Job (its success is the runner's own record). Its
+ * start is not written on its own, a round trip inside the downtime before the restore: the
+ * next step's write carries it. A gate that dies meanwhile leaves the record at migrate, and
+ * its successor redoes migrate, which finds the migration in (the ledger, or the Job).
+ */
+export const endsAtOnce = (state: WindowState): boolean =>
+  state.step === "verify" && (state.runner.kind === "job" || state.verified === true);
+
+/**
  * Waits for the members' pods to be gone; the window's deadline bounds it (decideWindow
  * expires it). The caches say when. A pod cache that has not seen as far as the quiesce's
  * read of the pods (restarted, lagging) may miss one, so then one read of the API confirms.
