@@ -110,14 +110,7 @@ export interface WindowMaintenance {
   turnOff(namespace: string, owner: string): Promise<void>;
 }
 
-/**
- * When a told Event is written: `now` (queued at once), or `after-downtime` (told by a step
- * inside the downtime: written with the next Event told `now`, or at most AFTER_DOWNTIME_MS
- * later, so that the apiserver's time inside the downtime goes to the window's own writes).
- */
-export type EventTiming = "now" | "after-downtime";
-
-export type Narrate = (targets: readonly k8s.V1Deployment[], type: "Normal" | "Warning", reason: string, message: string, timing?: EventTiming) => Promise<void>;
+export type Narrate = (targets: readonly k8s.V1Deployment[], type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
 
 export interface WindowDeps {
   records: WindowRecords;
@@ -127,8 +120,6 @@ export interface WindowDeps {
   maintenance: WindowMaintenance;
   /** Kubernetes Events on each target Deployment, queued: a step does not wait for them. */
   narrate: Narrate;
-  /** The downtime is over: the namespace's Events told `after-downtime` are written now. */
-  eventsCaughtUp(namespace: string): void;
   /** Shows the step on the maintenance page, off the window's path (never waited for). */
   showProgress(namespace: string, state: WindowState): void;
   metrics: Pick<Metrics, "windows" | "migrationDuration" | "downtime" | "sessionsTerminated">;
@@ -196,7 +187,6 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
     jobs: { state: jobs.state.bind(jobs), ensure: guard(jobs.ensure.bind(jobs)), stop: guard(jobs.stop.bind(jobs)) },
     maintenance: { turnOn: guard(maintenance.turnOn.bind(maintenance)), turnOff: guard(maintenance.turnOff.bind(maintenance)) },
     narrate: told(deps.narrate),
-    eventsCaughtUp: deps.eventsCaughtUp,
     showProgress: (namespace, state) => {
       if (deps.leading()) deps.showProgress(namespace, state);
     },

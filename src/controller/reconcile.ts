@@ -20,15 +20,6 @@ import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, t
 import { resumeThePooler } from "./pooler.js";
 import { askRunner, endsAtOnce, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
 
-/**
- * The steps from the first member stopped to the last one ready. Their Normal Events are
- * told `after-downtime` (see narrator): written with the window's next Event told at once.
- */
-const DOWNTIME: ReadonlySet<Step> = new Set<Step>(["quiesce", "drain", "terminate", "migrate", "verify", "restore", "readiness"]);
-
-const afterDowntime = (narrate: WindowDeps["narrate"]): WindowDeps["narrate"] =>
-  (targets, type, reason, message) => narrate(targets, type, reason, message, type === "Normal" ? "after-downtime" : "now");
-
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
 import type { Step } from "../core/window.js";
@@ -132,7 +123,7 @@ async function runStep(deps: WindowDeps, records: RememberedRecords, group: Grou
   }
   let result: StepResult;
   try {
-    result = await body({ deps: DOWNTIME.has(state.step) ? { ...deps, narrate: afterDowntime(deps.narrate) } : deps, group, state });
+    result = await body({ deps, group, state });
   } catch (error) {
     if (error instanceof StepFailure) {
       await failWindow(deps, group, state, version, error.message);
@@ -150,7 +141,6 @@ async function runStep(deps: WindowDeps, records: RememberedRecords, group: Grou
   }
   memory.reported = undefined;
   const next = completeStep(state, result.outcome, deps.now());
-  if (DOWNTIME.has(state.step) && !DOWNTIME.has(next.step)) deps.eventsCaughtUp(namespace);
   // The next step starts while its record is written: one that may run ahead of it
   // wholly, the others up to their first write (the fence makes that wait).
   if (next.result) await deps.records.save(namespace, next, version);

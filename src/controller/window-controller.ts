@@ -51,7 +51,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
   const progress = progressWriter(options.maintenance, log, () => leadership.isLeader());
   const store = new WindowStore(options.kc);
   const events = narrator(options.events, () => leadership.isLeader());
-  const deps = windowDeps(options, store, progress.show, events);
+  const deps = windowDeps(options, store, progress.show, events.narrate);
   const memories = new Map<string, GroupMemory>();
   const timers = new Map<string, NodeJS.Timeout>();
   let stopped = false;
@@ -136,7 +136,7 @@ export function startWindowController(options: ControllerOptions): { stop(): Pro
 }
 
 /** The window's dependencies against the API server and PostgreSQL. */
-function windowDeps(options: ControllerOptions, records: WindowStore, showProgress: WindowDeps["showProgress"], events: { narrate: Narrate; release(namespace: string): void }): WindowDeps {
+function windowDeps(options: ControllerOptions, records: WindowStore, showProgress: WindowDeps["showProgress"], narrate: Narrate): WindowDeps {
   const { kc, leadership } = options;
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const windowFiles = recently((namespace: string, name: string, _window: string) => sqlFiles(core, namespace, name));
@@ -151,8 +151,7 @@ function windowDeps(options: ControllerOptions, records: WindowStore, showProgre
     },
     jobs: new JobRunner(kc),
     maintenance: options.maintenance,
-    narrate: events.narrate,
-    eventsCaughtUp: events.release,
+    narrate,
     showProgress,
     metrics: options.metrics,
     log: options.log,

@@ -10,8 +10,7 @@ export interface EventTarget {
   uid?: string;
 }
 
-/** `at`: when it happened (default now), for an Event written some time after it was told. */
-export type EventRecorder = (target: EventTarget, type: "Normal" | "Warning", reason: string, message: string, at?: Date) => Promise<void>;
+export type EventRecorder = (target: EventTarget, type: "Normal" | "Warning", reason: string, message: string) => Promise<void>;
 
 // The apiserver rejects an Event message over 1 KiB in some versions; keep the start.
 const MAX_MESSAGE = 1024;
@@ -23,8 +22,8 @@ const MAX_MESSAGE = 1024;
 export function eventRecorder(kc: k8s.KubeConfig, component: string, log: Logger): EventRecorder {
   const api = kc.makeApiClient(k8s.CoreV1Api);
   const host = process.env.HOSTNAME ?? "";
-  return async (target, type, reason, message, at) => {
-    const now = at ?? new Date();
+  return async (target, type, reason, message) => {
+    const now = new Date();
     const body: k8s.CoreV1Event = {
       metadata: { name: `${target.name}.${randomBytes(8).toString("hex")}`, namespace: target.namespace },
       involvedObject: { kind: target.kind, apiVersion: target.apiVersion, name: target.name, namespace: target.namespace, uid: target.uid },

@@ -73,8 +73,6 @@ export class FakeWorld {
   /** The group's CronJobs as the API has them, and the step of each read of them from the API. */
   cronJobs = new Map<string, k8s.V1CronJob>();
   cronJobReads: Array<string | undefined> = [];
-  /** Each Event told, as "<reason> <timing>". */
-  eventTimings: string[] = [];
   /** Each read of the SQL files: the step the record is at and the window key it was asked with. */
   fileReads: Array<{ step?: string; window?: string }> = [];
   jobOutcome: "complete" | "failed" = "complete";
@@ -387,12 +385,10 @@ export class FakeWorld {
           if (world.flag.owner === owner) world.flag = { on: false, owner: "" };
         },
       },
-      narrate: async (targets, type, reason, message, timing = "now") => {
+      narrate: async (targets, type, reason, message) => {
         world.write();
         if (targets.length > 0) world.events.push({ type, reason, message });
-        if (targets.length > 0) world.eventTimings.push(`${reason} ${timing}`);
       },
-      eventsCaughtUp: () => world.eventTimings.push("caught up"),
       showProgress: (_namespace, state) => world.progress.push(state.step),
       metrics: createMetrics(),
       log: pino({ level: "silent" }),

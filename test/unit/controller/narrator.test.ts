@@ -60,42 +60,4 @@ describe("the window's Events, off the window's path", () => {
     await flush(50);
     assert.ok(Date.now() - started < 1000, "flush gave up after its bound");
   });
-
-  it("holds Events told after-downtime until the next one told now, then writes them first, in order, with the time they were told", async () => {
-    const written: string[] = [];
-    const times: number[] = [];
-    const record: EventRecorder = async (target, _type, reason, _message, at) => {
-      written.push(`${reason}/${target.name}`);
-      times.push(at!.getTime());
-    };
-    const { narrate, flush } = narrator(record, () => true);
-    const told = Date.now();
-    await narrate([member("orders"), member("billing")], "Normal", "Quiesced", "m", "after-downtime");
-    await narrate([member("orders")], "Normal", "Migrated", "m", "after-downtime");
-    await narrate([member("orders", "other")], "Normal", "OtherNamespace", "m");
-    await tick();
-    assert.deepEqual(written, ["OtherNamespace/orders"], "held in their namespace, not in another");
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    await narrate([member("orders")], "Warning", "StepRetrying", "m");
-    await flush(1000);
-    assert.deepEqual(written.slice(1).sort(), ["Migrated/orders", "Quiesced/billing", "Quiesced/orders", "StepRetrying/orders"].sort());
-    assert.deepEqual(written.slice(1, 3).sort(), ["Quiesced/billing", "Quiesced/orders"], "in the order told");
-    assert.equal(written[4], "StepRetrying/orders");
-    assert.ok(times.slice(1, 4).every((t) => t - told < 25), "each carries the time it was told, not the time written");
-  });
-
-  it("writes held Events after its bound, or at flush, without a later Event", async () => {
-    const written: string[] = [];
-    const record: EventRecorder = async (_target, _type, reason) => void written.push(reason);
-    const bounded = narrator(record, () => true, 20);
-    await bounded.narrate([member("orders")], "Normal", "Restored", "m", "after-downtime");
-    await tick();
-    assert.deepEqual(written, []);
-    await new Promise((resolve) => setTimeout(resolve, 40));
-    assert.deepEqual(written, ["Restored"], "written once the bound passed");
-    const atShutdown = narrator(record, () => true);
-    await atShutdown.narrate([member("orders")], "Normal", "Migrated", "m", "after-downtime");
-    await atShutdown.flush(1000);
-    assert.deepEqual(written, ["Restored", "Migrated"], "and by flush, at shutdown");
-  });
 });

@@ -54,8 +54,6 @@ describe("the window controller, driven with fakes", () => {
     assert.ok((world.record.state!.timings.drain ?? 0) > 0, "drain waited for the old pods to go");
     assert.deepEqual(world.saves.map((s) => s.step), WRITTEN);
     assert.deepEqual(world.events.map((e) => e.reason), ["WindowOpened", "Quiesced", "SessionsTerminated", "Migrated", "Restored", "WindowDone"]);
-    assert.deepEqual(world.eventTimings, ["WindowOpened now", "Quiesced after-downtime", "SessionsTerminated after-downtime",
-      "Migrated after-downtime", "Restored after-downtime", "caught up", "WindowDone now"], "the downtime's news is written once it is over");
     assert.deepEqual(world.record.state!.sessions?.map((s) => s.pid), [42]);
     assert.ok(Date.parse(world.record.state!.committedAt!) >= Date.parse(world.record.state!.quiescedAt!));
     // readiness waited (the fake's pods lag their replicas) without sleeping on the worker.
