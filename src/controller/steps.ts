@@ -251,9 +251,10 @@ const migrate = (context: StepContext): Promise<StepResult> =>
 
 async function verify(context: StepContext): Promise<StepResult> {
   const { deps, state } = context;
-  if (state.runner.kind === "job") return done(); // the Job's success is the runner's own record
-  // The migration's session read its ledger right after the commit; a window resumed from an older record asks again.
-  const recorded = state.verified === true || await deps.database.versionRecorded(await groupDatabase(context), databaseOwner(context), state.version);
+  // The Job's success is the runner's own record, and the migration's session read its
+  // ledger right after the commit (endsAtOnce); a window resumed from an older record asks again.
+  if (endsAtOnce(state)) return done();
+  const recorded = await deps.database.versionRecorded(await groupDatabase(context), databaseOwner(context), state.version);
   if (!recorded) throw new StepFailure(`schema version ${state.version} is not recorded as applied after the migration`);
   return done();
 }

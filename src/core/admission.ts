@@ -90,7 +90,7 @@ function holdOperations(request: AdmissionRequest, context: AdmissionContext, in
   const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
 
   // Only a few annotations, replicas and paused ever change: the hold writes its changes
-  // down as edits over the incoming object and turns those into the patch (holdPatch).
+  // down as edits over the incoming object and turns those into the patch (HoldEdits.patch).
   const edits = new HoldEdits(stored, incoming.spec?.replicas, incoming.spec?.paused as boolean | undefined);
   const oldAnnotations = annotationsOf(old);
   const carry = (key: string) => edits.set(key, oldAnnotations[key]);

@@ -44,13 +44,16 @@ export class SqlRunner {
     if (this.tables) return this.tables;
     // Every window but a database's first finds the tables there: one read finds them, and
     // one more the owner (the migration's own round trips are inside the downtime).
-    const [history, versions, owner] = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
-    if (history && versions && owner) {
-      await this.claim(owner);
-      this.tables = { history, versions };
-      return this.tables;
+    let names = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
+    if (names.some((name) => name === undefined)) {
+      await this.createTables();
+      names = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
     }
-    return this.createTables();
+    // Created (or found) now: each name is there.
+    const [history, versions, owner] = names as [string, string, string];
+    await this.claim(owner);
+    this.tables = { history, versions };
+    return this.tables;
   }
 
   /** Each table's schema-qualified name as the session's search_path finds it, or undefined. */
@@ -64,7 +67,7 @@ export class SqlRunner {
     return rows.map((r) => r.name ?? undefined);
   }
 
-  private async createTables(): Promise<{ history: string; versions: string }> {
+  private async createTables(): Promise<void> {
     // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin; serialise it.
     await this.client.query(`
       BEGIN;
@@ -78,10 +81,6 @@ export class SqlRunner {
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), owner text NOT NULL,
         claimed_at timestamptz NOT NULL DEFAULT now());
       COMMIT`);
-    const [history, versions, owner] = await this.qualifiedNames([HISTORY, VERSIONS, OWNER]);
-    await this.claim(owner!);
-    this.tables = { history: history!, versions: versions! };
-    return this.tables;
   }
 
   /**
