@@ -45,9 +45,9 @@ export interface GroupMembers {
    */
   cached(namespace: string, group: string): Group;
   /**
-   * Writes `patchFor`'s patch to every member it gives one for, each guarded by the
-   * resourceVersion it was read at; members changed meanwhile are read again and
-   * reconsidered. Returns the names patched.
+   * Writes `patchFor`'s patch to every member it gives one for, each only over the member
+   * as it was read (its uid and generation: spec and annotations, not status); members
+   * changed meanwhile are read again and reconsidered. Returns the names patched.
    */
   patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
   cronJobs(group: Group): Promise<k8s.V1CronJob[]>;

@@ -4,8 +4,9 @@ import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
 import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
-import { MERGE_PATCH } from "../k8s/constants.js";
+import { JSON_PATCH, MERGE_PATCH } from "../k8s/constants.js";
 import { apiStatus, ignoreNotFound } from "../k8s/errors.js";
+import { guardedPatch, testsStillHold } from "../k8s/guarded-patch.js";
 import type { WatchedCache } from "../k8s/informer.js";
 import type { Group, GroupMembers } from "./deps.js";
 
@@ -52,18 +53,26 @@ export class Members implements GroupMembers {
   }
 
   /**
-   * A merge patch guarded by the resourceVersion the member was read at, so a replica
-   * count the gate records is never one a user changed a moment before. False on conflict.
+   * `patch` written only over the member as it was read: its spec and annotations, which
+   * the patch was decided on (see guardedPatch), so a replica count the gate records is
+   * never one a user changed a moment before. False when the member changed (or is gone).
    */
   private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<boolean> {
-    const { name, namespace, resourceVersion } = deployment.metadata!;
-    const body = { ...patch, metadata: { ...(patch.metadata as object), resourceVersion } };
+    const name = deployment.metadata!.name!;
+    const namespace = deployment.metadata!.namespace!;
     try {
-      await this.apps.patchNamespacedDeployment({ name: name!, namespace: namespace!, body }, MERGE_PATCH);
+      await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
       return true;
     } catch (error) {
-      if (apiStatus(error) === 409) return false;
-      throw error;
+      if (apiStatus(error) === 404) return false;
+      if (apiStatus(error) !== 422) throw error;
+      // A failed guard and an invalid patch are both 422: the member as it is now tells which.
+      const current = await this.apps.readNamespacedDeployment({ name, namespace }).catch((e: unknown) => {
+        if (apiStatus(e) === 404) return undefined;
+        throw e;
+      });
+      if (current && testsStillHold(deployment, current)) throw error;
+      return false;
     }
   }
 

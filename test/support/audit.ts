@@ -76,12 +76,13 @@ const isLeaseWrite = (w: AuditedWrite) => w.what.startsWith("leases ");
 const isRefusedLeaseWrite = (w: AuditedWrite) => isLeaseWrite(w) && w.code === 409;
 
 /**
- * Any other write the apiserver refused for its stale resourceVersion: one the replica sent
- * between its last check of the Lease and being frozen, which went out when it woke. No
- * client can make that check and its request one act; the resourceVersion is the fence,
- * and it held: the write changed nothing.
+ * Any other write the apiserver refused as stale: one the replica sent between its last
+ * check of the Lease and being frozen, which went out when it woke. No client can make that
+ * check and its request one act; the fence is the version the write was decided on, and it
+ * held: the write changed nothing. The record carries its resourceVersion (409 when stale);
+ * a member's patch tests the member's generation (422 when the successor changed it since).
  */
-const isRefusedStaleWrite = (w: AuditedWrite) => !isLeaseWrite(w) && w.code === 409;
+const isRefusedStaleWrite = (w: AuditedWrite) => !isLeaseWrite(w) && (w.code === 409 || (w.code === 422 && w.what.startsWith("deployments ")));
 
 export interface Handover {
   /** When the successor took the Lease (its first write of it). */
@@ -92,7 +93,7 @@ export interface Handover {
   late: AuditedWrite[];
   /** Its Lease writes refused (409) after that, for the record. */
   refusedLease: AuditedWrite[];
-  /** Its other writes refused as stale (409) after that, for the record. */
+  /** Its other writes refused as stale (409, or 422 for a member's failed guard) after that, for the record. */
   refusedStale: AuditedWrite[];
   /** Its scale guard's writes after that, for the record. */
   lateScaleGuard: AuditedWrite[];
