@@ -94,12 +94,15 @@ export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminat
  * before them goes on meanwhile (a round trip less inside the downtime each). A replica
  * that dies before that write lands leaves the record one step back, and its successor
  * redoes that step, which is safe for each before these: quiesce (the members are at zero
- * already), drain, migrate (the ledger, or the Job, says it is in) and restore. Every other
- * step reads what it needs meanwhile, and its first write waits in the fence for the writes
- * before it, so the record says `quiesce` before a member stops, `migrate` before the
- * migration's first write and `restore` before a member comes back.
+ * already), drain, migrate (the ledger, or the Job, says it is in: a restore that ran ahead
+ * of its record leaves it at migrate, verify being written with it, see endsAtOnce) and
+ * restore (a member restored already is left alone). An abort or the deadline in migrate
+ * asks the runner first, so a record left there never rolls back a committed migration.
+ * Every other step reads what it needs meanwhile, and its first write waits in the fence
+ * for the writes before it, so the record says `quiesce` before a member stops and
+ * `migrate` before the migration's first write.
  */
-export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "readiness"]);
+export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "restore", "readiness"]);
 
 /**
  * Whether a step is known, as it starts, to have nothing to do: verify once the migration's

@@ -131,7 +131,7 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
       `${writes.filter((w) => w.credential === successor.credential).length} write(s) by ${successor.name} after, none by ${deposed.name} that took effect` +
       (h.lateScaleGuard.length ? `; its scale guard wrote ${h.lateScaleGuard.length}` : "") +
       (h.refusedLease.length ? `; ${h.refusedLease.length} stale Lease write(s) refused (409)` : "") +
-      (h.refusedStale.length ? `; ${h.refusedStale.length} stale write(s) sent as it was frozen, refused (409): ${h.refusedStale.map((w) => `${w.verb} ${w.what}`).join(", ")}` : ""));
+      (h.refusedStale.length ? `; ${h.refusedStale.length} stale write(s) sent as it was frozen, refused: ${h.refusedStale.map((w) => `${w.verb} ${w.what} (${w.code})`).join(", ")}` : ""));
   }
 
   /** The shop chart's group in a fresh namespace, at version 1; `next` makes the run of its next upgrade. */
