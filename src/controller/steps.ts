@@ -81,13 +81,15 @@ async function quiesce(context: StepContext): Promise<StepResult> {
 const hasCronJobs = (state: WindowState) => state.cronJobs === undefined || state.cronJobs.length > 0;
 
 /**
- * The steps that write no member read the group from the caches, not a LIST each pass
- * (a round trip each inside the downtime): those that mostly wait, looked at every POLL_MS
- * and ended only once the API confirms what the caches show, and terminate and verify,
- * which only need the Secret's name and the abort and retry annotations. The Job runner
- * reads its owner's whole template from the API itself.
+ * The steps that read the group from the caches, not a LIST each pass (a round trip each
+ * inside the downtime): those that mostly wait, looked at every POLL_MS and ended only once
+ * the API confirms what the caches show; terminate and verify, which only need the Secret's
+ * name and the abort and retry annotations; and restore, whose writes apply only to the
+ * member as it was read (its generation, see guardedPatch): a cache that lags fails that
+ * test, and the member is read from the API and decided again. The Job runner reads its
+ * owner's whole template from the API itself.
  */
-export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "readiness"]);
+export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "restore", "readiness"]);
 
 /**
  * The steps that may start before the record says they started: the write of the step

@@ -236,6 +236,7 @@ export class FakeWorld {
           else conflicts++;
         }
         if (conflicts === 0) return patched;
+        world.apiReads.push(world.record.state?.step);
         members = group().deployments;
       }
       throw new Error("members keep changing");

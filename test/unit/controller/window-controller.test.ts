@@ -303,6 +303,29 @@ describe("the window controller, driven with fakes", () => {
     }
   });
 
+  it("restores from the caches, and from the API once the cache shows a member as it no longer is", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    assert.equal(world.apiReads.filter((s) => s === "restore").length, 0, "no LIST in the restore's pass");
+
+    const lagging = new FakeWorld({ applied: "1" });
+    // The cache shows the members as before the quiesce: their patch is refused, the API read, the restore decided again.
+    const restoreOnStaleCache = replacing("restore", async (context) => {
+      lagging.frozenCache ??= { group: beforeQuiesce!, pods: [] };
+      return STEP_BODIES.restore({ ...context, group: lagging.frozenCache.group });
+    });
+    let beforeQuiesce: ReturnType<FakeWorld["group"]> | undefined;
+    const remembering = { ...restoreOnStaleCache, quiesce: async (context: Parameters<StepBody>[0]) => {
+      beforeQuiesce ??= structuredClone(lagging.group());
+      return STEP_BODIES.quiesce(context);
+    } } as Steps;
+    assert.equal(await drive(lagging, lagging.deps(), remembering), "settled");
+    lagging.frozenCache = undefined;
+    assertDone(lagging);
+    assert.equal(lagging.apiReads.filter((s) => s === "restore").length, 1, "one LIST, after the refused patches");
+  });
+
   it("opens the migration's session from the quiesce, and asks again once the pods are gone, with the window's time left; not for a Job", async () => {
     const world = new FakeWorld({ applied: "1", lagMs: 3000 });
     assert.equal(await drive(world, world.deps()), "settled");
