@@ -3,8 +3,8 @@
  * last new pod Ready) split into its steps, for groups of 1, 5 and 20 Deployments, next to
  * the scripted approach (delete the Deployments, run the migration, recreate them, wait
  * for Ready) timed in the same run on the same cluster and PostgreSQL, several windows of
- * each (BENCH_WINDOWS, default 5; the figures are their medians), timed by a watch on the
- * pods. The gate's own
+ * each (BENCH_WINDOWS, default 5; the figures are their medians), the two approaches in
+ * turns, timed by a watch on the pods. The gate's own
  * overhead is the downtime minus what kubectl, Kubernetes and PostgreSQL take anyway: the
  * settle delay, kubectl submitting the Deployments one by one, pods terminating (drain), the
  * SQL itself and pods becoming Ready. Prints figures only.
@@ -23,6 +23,13 @@ const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;
 /** Windows of each approach per size in one run; the figures are their medians. */
 const WINDOWS = Number(process.env.BENCH_WINDOWS ?? 5);
+/**
+ * The pause before each upgrade (BENCH_REST_MS, default none): the controller-manager's
+ * clients are rate limited (20 requests a second, a burst of 30), and back-to-back windows
+ * start with the bucket the last one emptied; a rest of 2 s or more starts each one full.
+ */
+const REST_MS = Number(process.env.BENCH_REST_MS ?? 0);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Where the pods run: kwok nodes (pods Ready at once), or with BENCH_REAL_NODE=1 the local
@@ -79,15 +86,21 @@ const migrationFilesUpTo = (n: number) => ({
   ...Object.fromEntries(Array.from({ length: n }, (_, i) => [`${String(i + 2).padStart(3, "0")}-stock.sql`, migration(i + 1)])),
 });
 
-/** Each window of the gate: versions 2, 3, ... of `count` opted-in Deployments, one file each. */
-async function gateWindows(env: TestEnv, count: number): Promise<Array<Record<string, number>>> {
+/** One approach on its own namespace: its upgrade to window n's version, timed on the namespace's pod watch. */
+interface Approach {
+  upgrade: (n: number, version: string) => Promise<Record<string, number>>;
+  stop: () => void;
+}
+
+/** The gate: `count` opted-in Deployments at version 1, then versions 2, 3, ..., one SQL file each. */
+async function gateApproach(env: TestEnv, count: number): Promise<Approach> {
   const ns = await testNamespace(`bench-gate-${count}`);
   await waitForWebhooks(env, ns);
   const { url } = await shopDatabase(env, ns, dbHost);
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(0)));
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", true, url));
   await windowSettled(env, ns, "1", 300_000);
-  return eachWindow(env, ns, count, async (n, version, pods) => {
+  return approach(env, ns, count, async (n, version, pods) => {
     const stopped = pods.until(oneStopped(count, version), "the first old pod to stop");
     const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
     await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(n)));
@@ -121,12 +134,12 @@ async function gateWindows(env: TestEnv, count: number): Promise<Array<Record<st
   });
 }
 
-/** Each cycle of the scripted approach: delete the Deployments, wait for their pods to be gone, migrate, re-apply, wait for Ready. */
-async function scriptedCycles(env: TestEnv, count: number): Promise<Array<Record<string, number>>> {
+/** The scripted approach, each cycle: delete the Deployments, wait for their pods to be gone, migrate, re-apply, wait for Ready. */
+async function scriptedApproach(env: TestEnv, count: number): Promise<Approach> {
   const ns = await testNamespace(`bench-script-${count}`);
   const { url } = await shopDatabase(env, ns, dbHost);
   await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, "1", false, url));
-  return eachWindow(env, ns, count, async (n, version, pods) => {
+  return approach(env, ns, count, async (n, version, pods) => {
     // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
     const stopped = pods.until(oneStopped(count, version), "the first pod to stop");
     const gone = pods.until((all) => all.size === 0, "the pods to be gone");
@@ -144,20 +157,36 @@ async function scriptedCycles(env: TestEnv, count: number): Promise<Array<Record
   });
 }
 
-/** Once version 1's `count` pods are Ready: WINDOWS upgrades, to versions 2, 3, ..., each timed by `upgrade` on the namespace's pod watch. */
-async function eachWindow(
+/** Once version 1's `count` pods are Ready: the approach's upgrades, each timed by `upgrade` on the namespace's pod watch. */
+async function approach(
   env: TestEnv, ns: string, count: number,
   upgrade: (n: number, version: string, pods: PodWatch) => Promise<Record<string, number>>,
-): Promise<Array<Record<string, number>>> {
+): Promise<Approach> {
   const pods = await PodWatch.start(env, ns);
   try {
     await pods.until(allReady(count, "1"), `${count} pods of version 1 to be Ready`);
-    const results: Array<Record<string, number>> = [];
-    for (let n = 1; n <= WINDOWS; n++) results.push(await upgrade(n, String(n + 1), pods));
-    return results;
-  } finally {
+  } catch (error) {
     pods.stop();
+    throw error;
   }
+  return { upgrade: (n, version) => upgrade(n, version, pods), stop: () => pods.stop() };
+}
+
+/**
+ * WINDOWS upgrades of each approach, in turn (the gate first in odd rounds, the script
+ * first in even ones), each after a rest of REST_MS: this machine's speed drifts over a
+ * run, and in turns the drift falls on both alike.
+ */
+async function inTurns(gate: Approach, script: Approach): Promise<{ gate: Array<Record<string, number>>; script: Array<Record<string, number>> }> {
+  const results = { gate: [] as Array<Record<string, number>>, script: [] as Array<Record<string, number>> };
+  for (let n = 1; n <= WINDOWS; n++) {
+    const order = n % 2 === 1 ? (["gate", "script"] as const) : (["script", "gate"] as const);
+    for (const which of order) {
+      await sleep(REST_MS);
+      results[which].push(await (which === "gate" ? gate : script).upgrade(n, String(n + 1)));
+    }
+  }
+  return results;
 }
 
 /** The median of each figure over the windows (each figure on its own). */
@@ -173,11 +202,13 @@ try {
   if (onRealNode) await useRealNode(env);
   console.log(`pods on ${onRealNode ? `the real node (real containers, real termination): ${env.cluster.realNode?.name}` : "kwok nodes (BENCH_REAL_NODE=1 for the real node)"}`);
   await startGate(env, ["--settle", String(SETTLE_SECONDS), "--lease-duration", "3", "--log-level", "warn"]);
-  console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE a window; gate settle ${SETTLE_SECONDS}s; each figure the median of ${WINDOWS} windows of each approach (BENCH_WINDOWS)`);
+  console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE a window; gate settle ${SETTLE_SECONDS}s; each figure the median of ${WINDOWS} windows of each approach (BENCH_WINDOWS), in turns, ${REST_MS} ms rest before each (BENCH_REST_MS)`);
   const rows: string[][] = [];
   for (const count of SIZES) {
-    const gate = medians(await gateWindows(env, count));
-    const script = medians(await scriptedCycles(env, count));
+    const approaches = [await gateApproach(env, count), await scriptedApproach(env, count)] as const;
+    const results = await inTurns(...approaches).finally(() => approaches.forEach((a) => a.stop()));
+    const gate = medians(results.gate);
+    const script = medians(results.script);
     rows.push([
       String(count),
       formatMs(gate.downtime!), `${(gate.downtime! / script.downtime!).toFixed(2)}x`, formatMs(gate.submit!), formatMs(gate["open→first stop"]!), formatMs(gate.quiesce!), formatMs(gate.drain!),

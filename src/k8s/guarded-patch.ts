@@ -34,6 +34,8 @@ export function mergeAsOperations(original: unknown, merge: Json, path = ""): Op
  * resourceVersion would fail on those too, and each such conflict cost a read of the group
  * and another round of writes inside the downtime. The apiserver refuses a failed test with
  * 422 (Invalid), as it refuses an invalid patch; see `testsStillHold` to tell them apart.
+ * The operations follow `object`'s shape: a trimmed copy (an informer's) serves for patches
+ * that merge only into what it keeps (annotations, replicas, paused), not for a template.
  */
 export function guardedPatch(object: { metadata?: { uid?: string; generation?: number } }, merge: Json): Operation[] {
   const { uid, generation } = object.metadata ?? {};
