@@ -55,7 +55,8 @@ export class Members implements GroupMembers {
   /**
    * `patch` written only over the member as it was read: its spec and annotations, which
    * the patch was decided on (see guardedPatch), so a replica count the gate records is
-   * never one a user changed a moment before. False when the member changed (or is gone).
+   * never one a user changed a moment before. False when the member changed (or is gone),
+   * or the apiserver gave up on its own retries under concurrent writes (409).
    */
   private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<boolean> {
     const name = deployment.metadata!.name!;
@@ -64,7 +65,8 @@ export class Members implements GroupMembers {
       await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
       return true;
     } catch (error) {
-      if (apiStatus(error) === 404) return false;
+      // Gone, or still conflicting after the apiserver's own retries of a patch without a resourceVersion: read again.
+      if (apiStatus(error) === 404 || apiStatus(error) === 409) return false;
       if (apiStatus(error) !== 422) throw error;
       // A failed guard and an invalid patch are both 422: the member as it is now tells which.
       const current = await this.apps.readNamespacedDeployment({ name, namespace }).catch((e: unknown) => {

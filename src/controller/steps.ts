@@ -81,30 +81,29 @@ async function quiesce(context: StepContext): Promise<StepResult> {
 const hasCronJobs = (state: WindowState) => state.cronJobs === undefined || state.cronJobs.length > 0;
 
 /**
- * The steps that read the group from the caches, not a LIST each pass (a round trip each
- * inside the downtime): those that mostly wait, looked at every POLL_MS and ended only once
- * the API confirms what the caches show; terminate and verify, which only need the Secret's
- * name and the abort and retry annotations; and restore, whose writes apply only to the
- * member as it was read (its generation, see guardedPatch): a cache that lags fails that
- * test, and the member is read from the API and decided again. The Job runner reads its
- * owner's whole template from the API itself.
+ * The steps that write no member read the group from the caches, not a LIST each pass
+ * (a round trip each inside the downtime): those that mostly wait, looked at every POLL_MS
+ * and ended only once the API confirms what the caches show, and terminate and verify,
+ * which only need the Secret's name and the abort and retry annotations. The Job runner
+ * reads its owner's whole template from the API itself. restore reads a LIST: a member the
+ * cache still shows as before the quiesce (a watch that lags or restarts) would get no
+ * patch at all, so no guard would catch it, and it would stay at zero.
  */
-export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "restore", "readiness"]);
+export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "readiness"]);
 
 /**
  * The steps that may start before the record says they started: the write of the step
  * before them goes on meanwhile (a round trip less inside the downtime each). A replica
  * that dies before that write lands leaves the record one step back, and its successor
  * redoes that step, which is safe for each before these: quiesce (the members are at zero
- * already), drain, migrate (the ledger, or the Job, says it is in: a restore that ran ahead
- * of its record leaves it at migrate, verify being written with it, see endsAtOnce) and
- * restore (a member restored already is left alone). An abort or the deadline in migrate
- * asks the runner first, so a record left there never rolls back a committed migration.
- * Every other step reads what it needs meanwhile, and its first write waits in the fence
- * for the writes before it, so the record says `quiesce` before a member stops and
- * `migrate` before the migration's first write.
+ * already), drain, migrate (the ledger, or the Job, says it is in). Every other step reads
+ * what it needs meanwhile, and its first write waits in the fence for the writes before it,
+ * so the record says `quiesce` before a member stops, `migrate` before the migration's
+ * first write and `restore` before a member comes back. restore waits on purpose: a record
+ * left at migrate with members already back would have its successor redo migrate, which
+ * ends every other session on the database, theirs included.
  */
-export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "restore", "readiness"]);
+export const RUNS_AHEAD_OF_RECORD: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "verify", "readiness"]);
 
 /**
  * Whether a step is known, as it starts, to have nothing to do: verify once the migration's

@@ -8,7 +8,7 @@ const isObject = (value: unknown): value is Json => typeof value === "object" &&
 /** A merge patch's object as it lands where nothing was: its nulls (deletions) have nothing to delete. */
 function withoutNulls(value: Json): Json {
   return Object.fromEntries(Object.entries(value).flatMap(([key, v]) =>
-    v === null ? [] : [[key, isObject(v) ? withoutNulls(v) : v]]));
+    v === null || v === undefined ? [] : [[key, isObject(v) ? withoutNulls(v) : v]]));
 }
 
 /**
@@ -17,7 +17,8 @@ function withoutNulls(value: Json): Json {
  * removes what is there, an object merges into the object it meets and replaces anything else.
  */
 export function mergeAsOperations(original: unknown, merge: Json, path = ""): Operation[] {
-  return Object.entries(merge).flatMap(([key, value]): Operation[] => {
+  // An undefined member is no member: a merge patch sent as JSON would not carry it either.
+  return Object.entries(merge).filter(([, value]) => value !== undefined).flatMap(([key, value]): Operation[] => {
     const at = `${path}/${escapePathComponent(key)}`;
     const current = isObject(original) ? original[key] : undefined;
     if (value === null) return current === undefined ? [] : [{ op: "remove", path: at }];

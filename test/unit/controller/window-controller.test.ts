@@ -303,27 +303,17 @@ describe("the window controller, driven with fakes", () => {
     }
   });
 
-  it("restores from the caches, and from the API once the cache shows a member as it no longer is", async () => {
+  it("restores the members the API shows, not the cache: one the cache does not show yet is not left at zero", async () => {
     const world = new FakeWorld({ applied: "1" });
-    assert.equal(await drive(world, world.deps()), "settled");
-    assertDone(world);
-    assert.equal(world.apiReads.filter((s) => s === "restore").length, 0, "no LIST in the restore's pass");
-
-    const lagging = new FakeWorld({ applied: "1" });
-    // The cache shows the members as before the quiesce: their patch is refused, the API read, the restore decided again.
-    const restoreOnStaleCache = replacing("restore", async (context) => {
-      lagging.frozenCache ??= { group: beforeQuiesce!, pods: [] };
-      return STEP_BODIES.restore({ ...context, group: lagging.frozenCache.group });
+    // From the commit on, the Deployment cache shows none of the group (a watch restarting, say).
+    const blindAfterVerify = replacing("verify", async (context) => {
+      const result = await STEP_BODIES.verify(context);
+      world.frozenCache = { group: { ...world.group(), deployments: [] }, pods: [] };
+      return result;
     });
-    let beforeQuiesce: ReturnType<FakeWorld["group"]> | undefined;
-    const remembering = { ...restoreOnStaleCache, quiesce: async (context: Parameters<StepBody>[0]) => {
-      beforeQuiesce ??= structuredClone(lagging.group());
-      return STEP_BODIES.quiesce(context);
-    } } as Steps;
-    assert.equal(await drive(lagging, lagging.deps(), remembering), "settled");
-    lagging.frozenCache = undefined;
-    assertDone(lagging);
-    assert.equal(lagging.apiReads.filter((s) => s === "restore").length, 1, "one LIST, after the refused patches");
+    assert.equal(await drive(world, world.deps(), blindAfterVerify), "settled");
+    world.frozenCache = undefined;
+    assertDone(world);
   });
 
   it("opens the migration's session from the quiesce, and asks again once the pods are gone, with the window's time left; not for a Job", async () => {
@@ -421,7 +411,7 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(reads, 1, `one read for a whole window of ${world.saves.length} writes and some 60 passes`);
   });
 
-  it("starts drain, terminate, verify, restore and readiness while their record is written; every other step changes nothing before its record is in", async () => {
+  it("starts drain, terminate, verify and readiness while their record is written; every other step changes nothing before its record is in", async () => {
     for (const runner of ["sql", "job"] as const) {
       const world = new FakeWorld({ applied: "1", runner, lagMs: 300 });
       world.saveLagMs = 2;
@@ -434,15 +424,13 @@ describe("the window controller, driven with fakes", () => {
       assert.equal(await drive(world, world.deps(), watched), "settled");
       if (runner === "sql") assertDone(world);
       else assert.equal(world.record.state!.result, "Done");
-      const aheadSteps = ["drain", "terminate", "verify", "restore", "readiness"];
+      const aheadSteps = ["drain", "terminate", "verify", "readiness"];
       for (const step of aheadSteps) assert.ok(ahead.has(step), `${runner}: ${step} started before its record was in`);
       const early = world.writeSteps.filter(({ step, record }) => step !== undefined && !aheadSteps.includes(step) && record !== step);
       assert.deepEqual(early, [], `${runner}: writes made before the record said their step`);
       assert.deepEqual(world.recordStepAt.get("migration"), ["migrate"], `${runner}: the record says migrate before the migration starts`);
       if (runner === "sql") assert.ok(world.applyStartedAt.some((step) => step !== "migrate"), "its session gets ready while the record is written");
-      // A member comes back only after the commit, with the record at migrate at least: a gate that dies then redoes migrate, which finds it in.
-      assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "migrate" || step === "restore"), `${runner}: the record says migrate or restore as a member comes back`);
-      assert.ok(world.recordStepAt.get("restore them")!.some((step) => step === "migrate"), `${runner}: the members came back before the record said restore`);
+      assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "restore"), `${runner}: and restore before a member comes back`);
     }
   });
 
@@ -500,7 +488,7 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(reads, 2);
     assert.deepEqual(world.recordStepAt.get("migration"), ["migrate", "migrate"], "migrate ran again, with nothing left to apply");
     assert.equal(world.applied.get("002-stock.sql"), 1);
-    assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "migrate" || step === "restore"));
+    assert.ok(world.recordStepAt.get("restore them")!.every((step) => step === "restore"));
   });
 
   it("drops its copy of the record when a write is refused (another replica wrote it), and reads it again", async () => {

@@ -38,6 +38,11 @@ describe("guarded patches: a merge patch as JSON Patch operations on the object 
     assert.deepEqual(result.spec, { replicas: 3, paused: false, template: { spec: { containers: [{ name: "app", image: "app:1" }] } } });
   });
 
+  it("leaves out an undefined member, as a merge patch sent as JSON does", function () {
+    const operations = mergeAsOperations(member(), { spec: { replicas: undefined, paused: false }, metadata: { labels: { a: undefined } } });
+    assert.deepEqual(operations, [{ op: "add", path: "/spec/paused", value: false }, { op: "add", path: "/metadata/labels", value: {} }]);
+  });
+
   it("tests the uid and generation first, and applies nowhere else", function () {
     const operations = guardedPatch(member(), { spec: { replicas: 3 } });
     assert.deepEqual(operations.slice(0, 2), [
