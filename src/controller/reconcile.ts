@@ -157,7 +157,7 @@ export async function failWindow(deps: WindowDeps, group: Group, state: WindowSt
   const { namespace } = group;
   // Database errors and tools' output reach the record, annotations and Events: no credentials.
   const message = maskCredentials(reported);
-  const reaction = reactToFailure(state, message, deps.now());
+  const reaction = reactToFailure(state, message, deps.now(), await committedAnyway(deps, group, state));
   deps.log.error({ namespace, group: state.group, window: state.id, step: state.step }, `window failed: ${message}`);
   if (reaction.kind === "rollback") {
     await deps.records.save(namespace, reaction.state, version);
@@ -172,6 +172,16 @@ export async function failWindow(deps: WindowDeps, group: Group, state: WindowSt
       `\`schema-gate retry ${state.group} -n ${namespace}\` (or annotate ${A.retry}), or \`schema-gate abort ${state.group} -n ${namespace}\``);
   }
   deps.metrics.windows.inc({ result: "failed" });
+}
+
+/**
+ * Before a failure in migrate is rolled back: whether the runner says the migration is in
+ * all the same (see reactToFailure). A runner that cannot be asked counts as yes: holding
+ * is the cautious answer, rolling back onto a migrated schema is not.
+ */
+async function committedAnyway(deps: WindowDeps, group: Group, state: WindowState): Promise<boolean> {
+  if (state.step !== "migrate" || state.onFailure !== "rollback") return false;
+  return (await askRunner({ deps, group, state }).catch(() => "committed" as const)) === "committed";
 }
 
 async function finish(deps: WindowDeps, group: Group, state: WindowState): Promise<void> {

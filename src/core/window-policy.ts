@@ -86,9 +86,14 @@ export const expiryMessage = (state: WindowState) => `the window deadline (${sta
 /** What a failed step leads to: undo it (on-failure: rollback, before the commit) or hold for the user. */
 export type FailureReaction = { kind: "rollback"; state: WindowState } | { kind: "hold"; state: WindowState };
 
-export function reactToFailure(state: WindowState, message: string, now: number): FailureReaction {
+/**
+ * `committed`: the runner says the migration is in although the record is at migrate (a
+ * gate that died after the commit, before the record said so, leaves migrate to be redone,
+ * and the redo can fail on its way to finding nothing left): never rolled back onto.
+ */
+export function reactToFailure(state: WindowState, message: string, now: number, committed = false): FailureReaction {
   // A first install has no earlier revision to return to: it can only be held.
-  const canRollBack = state.onFailure === "rollback" && isBeforeCommit(state.step) && state.fromVersion !== undefined;
+  const canRollBack = state.onFailure === "rollback" && isBeforeCommit(state.step) && state.fromVersion !== undefined && !committed;
   if (canRollBack) {
     const { failure: _failure, ...rest } = state;
     return { kind: "rollback", state: { ...rest, step: "rollback", ending: "rollback", rollbackReason: message, stepStartedAt: iso(now) } };

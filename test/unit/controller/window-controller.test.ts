@@ -159,6 +159,23 @@ describe("the window controller, driven with fakes", () => {
     });
   }
 
+  it("holds instead of rolling back when a redone migrate fails after the migration is in (on-failure: rollback)", async () => {
+    const world = new FakeWorld({ applied: "1", onFailure: "rollback" });
+    // As a successor's redo of migrate can fail on its way (a session it may not end, say) with the files all in.
+    const failsAfterCommit = replacing("migrate", async (context) => {
+      await STEP_BODIES.migrate(context);
+      throw new StepFailure("SessionsNotTerminated: pid 7 (user postgres) may not be ended by the gate");
+    });
+    assert.equal(await drive(world, world.deps(), failsAfterCommit), "settled");
+    const state = world.record.state!;
+    assert.equal(state.failure?.step, "migrate");
+    assert.equal(state.result, undefined, "not RolledBack: the schema is migrated");
+    for (const name of MEMBERS) {
+      assert.equal(world.deployment(name).metadata?.annotations?.[A.phase], "Failed", name);
+      assert.equal((world.deployment(name).spec?.template?.spec?.containers ?? [])[0]?.image, `shop/${name}:2`, `${name} keeps the new template`);
+    }
+  });
+
   it("aborts before the commit: every member back, nothing migrated, abort cleared", async () => {
     const world = new FakeWorld({ applied: "1" });
     const abortAtDrain = replacing("drain", async () => {
