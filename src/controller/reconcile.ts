@@ -9,7 +9,7 @@ import {
   reactToFailure,
   retryWindow,
 } from "../core/window-policy.js";
-import { decideWindow, formatMs, planWindow, StepFailure, type WindowState } from "../core/window.js";
+import { decideWindow, formatMs, planWindow, StepFailure, type Step, type WindowState } from "../core/window.js";
 import { A } from "../core/annotations.js";
 import { maskCredentials } from "../core/mask.js";
 import { isConnectionError } from "../db/errors.js";
@@ -22,7 +22,6 @@ import { askRunner, endsAtOnce, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD,
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
-import type { Step } from "../core/window.js";
 
 /**
  * One pass over a database group, level-based: read the group and its window record
