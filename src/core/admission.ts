@@ -2,6 +2,7 @@ import fastJsonPatch, { type Operation } from "fast-json-patch";
 import { A, HOLD_ANNOTATIONS } from "./annotations.js";
 import { allow, deny, patched, type Decision } from "./decision.js";
 import { readMemberSpec } from "./member-spec.js";
+import { NO_PROGRESS_DEADLINE } from "./member-patches.js";
 import {
   annotationsOf,
   containerNames,
@@ -89,9 +90,10 @@ function holdOperations(request: AdmissionRequest, context: AdmissionContext, in
   if (!stored?.[A.database]) return [];
   const old = request.operation === "UPDATE" ? (request.oldObject as Deployment | undefined) : undefined;
 
-  // Only a few annotations, replicas and paused ever change: the hold writes its changes
-  // down as edits over the incoming object and turns those into the patch (HoldEdits.patch).
-  const edits = new HoldEdits(stored, incoming.spec?.replicas, incoming.spec?.paused as boolean | undefined);
+  // Only a few annotations, replicas, paused and the progress deadline ever change: the hold
+  // writes its changes down as edits over the incoming object and turns those into the patch
+  // (HoldEdits.patch).
+  const edits = new HoldEdits(stored, incoming.spec);
   const oldAnnotations = annotationsOf(old);
   const carry = (key: string) => edits.set(key, oldAnnotations[key]);
   // Users may not declare a version applied: that would skip its migration.
@@ -133,24 +135,57 @@ function holdOperations(request: AdmissionRequest, context: AdmissionContext, in
     edits.paused = true;
     // Old pods keep serving at the count they run at; a first install has none to start.
     edits.replicas = old?.spec?.replicas ?? 0;
+    putDeadlineAside(edits);
   }
   return edits.patch();
 }
 
 /**
- * The hold's changes to a Deployment's annotations, replicas and paused, over the values
- * it came with. Kept as edits, not as a changed copy: on the admission path of every
- * opted-in Deployment, adding keys to a copied annotations map cost V8 more than the
- * rest of the decision.
+ * A hold's Deployment has no progress deadline while it is paused (`NO_PROGRESS_DEADLINE`,
+ * which the Deployment controller reads as none), and its own is recorded for the restore's
+ * unpause. With a deadline, the controller marks every pause and every resume with a
+ * Progressing condition (DeploymentPaused, DeploymentResumed): a status write of its own,
+ * after which its next write in the same sync is refused as stale and done again. At the
+ * restore those came, for each member, before its new ReplicaSet in the controller's
+ * rate-limited queue (20 requests a second), inside the downtime. A paused Deployment is
+ * never timed out, so the deadline did nothing during the hold. Only the hold's start puts
+ * it aside: a manifest applied again during the hold that names a deadline keeps it, and the
+ * restore then leaves that one (see `deadlineBack`).
+ */
+function putDeadlineAside(edits: HoldEdits): void {
+  edits.set(A.progressDeadline, undefined);
+  const own = edits.progressDeadline;
+  if (own === undefined || own === NO_PROGRESS_DEADLINE) return;
+  edits.set(A.progressDeadline, String(own));
+  edits.progressDeadline = NO_PROGRESS_DEADLINE;
+}
+
+/** The fields of a Deployment's spec that a hold changes. */
+interface HeldSpec {
+  replicas?: number;
+  paused?: boolean;
+  progressDeadlineSeconds?: number;
+}
+
+/**
+ * The hold's changes to a Deployment's annotations, replicas, paused and progress deadline,
+ * over the values it came with. Kept as edits, not as a changed copy: on the admission path
+ * of every opted-in Deployment, adding keys to a copied annotations map cost V8 more than
+ * the rest of the decision.
  */
 class HoldEdits {
   private readonly annotations = new Map<string, string | undefined>();
+  private readonly storedSpec: HeldSpec;
   replicas: number | undefined;
   paused: boolean | undefined;
+  progressDeadline: number | undefined;
 
-  constructor(private readonly stored: Record<string, string>, private readonly storedReplicas: number | undefined, private readonly storedPaused: boolean | undefined) {
-    this.replicas = storedReplicas;
-    this.paused = storedPaused;
+  constructor(private readonly stored: Record<string, string>, spec: Deployment["spec"]) {
+    const { replicas, paused, progressDeadlineSeconds } = (spec ?? {}) as HeldSpec;
+    this.storedSpec = { replicas, paused, progressDeadlineSeconds };
+    this.replicas = replicas;
+    this.paused = paused;
+    this.progressDeadline = progressDeadlineSeconds;
   }
 
   get(key: string): string | undefined {
@@ -170,8 +205,9 @@ class HoldEdits {
       if (after === undefined) operations.push({ op: "remove", path });
       else operations.push({ op: before === undefined ? "add" : "replace", path, value: after } as Operation);
     };
-    change("/spec/replicas", this.storedReplicas, this.replicas);
-    change("/spec/paused", this.storedPaused, this.paused);
+    change("/spec/replicas", this.storedSpec.replicas, this.replicas);
+    change("/spec/paused", this.storedSpec.paused, this.paused);
+    change("/spec/progressDeadlineSeconds", this.storedSpec.progressDeadlineSeconds, this.progressDeadline);
     for (const [key, value] of this.annotations) change(`/metadata/annotations/${escapePathComponent(key)}`, this.stored[key], value);
     return operations;
   }

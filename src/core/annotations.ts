@@ -20,11 +20,13 @@ export const A = {
   desiredReplicas: `${PREFIX}desired-replicas`,
   appliedVersion: `${PREFIX}applied-version`,
   message: `${PREFIX}message`,
+  /** The `spec.progressDeadlineSeconds` a paused hold put aside (see admission.ts, NO_PROGRESS_DEADLINE). */
+  progressDeadline: `${PREFIX}progress-deadline-seconds`,
   /** On a sidecar's pod: the flag state it was nudged to re-read (see maintenance/sidecar-nudge.ts). */
   flagSeen: `${PREFIX}flag-seen`,
 } as const;
 
 /** The gate-owned annotations that describe a hold (with `applied-version`, all the gate writes). */
-export const HOLD_ANNOTATIONS = [A.phase, A.desiredReplicas, A.message] as const;
+export const HOLD_ANNOTATIONS = [A.phase, A.desiredReplicas, A.message, A.progressDeadline] as const;
 
 export type Annotations = Record<string, string>;

@@ -13,13 +13,35 @@ export type MergePatch = Record<string, unknown>;
 /** The least of a Deployment these decisions read; client objects and raw JSON both fit. */
 export interface Member {
   metadata?: { name?: string; uid?: string; generation?: number; annotations?: Record<string, string> };
-  spec?: { replicas?: number; paused?: boolean; template?: unknown };
+  spec?: { replicas?: number; paused?: boolean; progressDeadlineSeconds?: number; minReadySeconds?: number; template?: unknown };
   status?: { observedGeneration?: number; updatedReplicas?: number; availableReplicas?: number; replicas?: number };
 }
 
 export interface ReplicaSetLike {
   metadata?: { annotations?: Record<string, string>; labels?: Record<string, string>; ownerReferences?: Array<{ uid?: string }> };
   spec?: { template?: unknown };
+}
+
+/**
+ * `spec.progressDeadlineSeconds` that the Deployment controller reads as no deadline
+ * (math.MaxInt32): a paused hold's, its own recorded in `progress-deadline-seconds`
+ * (see `putDeadlineAside` in admission.ts).
+ */
+export const NO_PROGRESS_DEADLINE = 2147483647;
+
+/**
+ * The progress deadline a held member gets back as it leaves its hold: the one its hold put
+ * aside, when the member still has none (a manifest applied during the hold that named
+ * one keeps it), and the record removed. A recorded deadline that its minReadySeconds has
+ * since reached would be refused with the whole patch, so the member then keeps none.
+ */
+function deadlineBack(member: Member): { annotations: Record<string, null>; spec: { progressDeadlineSeconds?: number } } | undefined {
+  const recorded = annotationsOf(member)[A.progressDeadline];
+  if (recorded === undefined) return undefined;
+  const seconds = Number(recorded);
+  const valid = /^\d+$/.test(recorded) && seconds > (member.spec?.minReadySeconds ?? 0) && seconds <= NO_PROGRESS_DEADLINE;
+  const back = valid && member.spec?.progressDeadlineSeconds === NO_PROGRESS_DEADLINE;
+  return { annotations: { [A.progressDeadline]: null }, spec: back ? { progressDeadlineSeconds: seconds } : {} };
 }
 
 /** The replica count a held member returns to (`desired-replicas`, else 1). */
@@ -58,10 +80,11 @@ export function restorePatch(member: Member, version: string, message: string): 
     if (annotations[A.phase] === Phase.Pending && annotations[A.message] === waiting) return undefined;
     return { metadata: { annotations: { [A.phase]: Phase.Pending, [A.message]: waiting } } };
   }
+  const deadline = deadlineBack(member);
   return {
-    metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null } },
+    metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null, ...deadline?.annotations } },
     // Unpausing rolls the held template out, now that its schema is in.
-    spec: { replicas: desiredReplicas(member), ...(heldPaused(member, version) ? { paused: false } : {}) },
+    spec: { replicas: desiredReplicas(member), ...(heldPaused(member, version) ? { paused: false } : {}), ...deadline?.spec },
   };
 }
 
@@ -107,14 +130,15 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
   const annotations = annotationsOf(member);
   if (!isHeld(annotations)) return undefined;
   const changed = changedByWindow(member, state);
-  const unpause = member.spec?.paused === true ? { paused: false } : {};
+  const deadline = deadlineBack(member);
+  const unpause = { ...(member.spec?.paused === true ? { paused: false } : {}), ...deadline?.spec };
   if (changed && previous === undefined) {
     return {
       metadata: { annotations: {
-        [A.phase]: Phase.Aborted, [A.desiredReplicas]: null,
+        [A.phase]: Phase.Aborted, [A.desiredReplicas]: null, ...deadline?.annotations,
         [A.message]: `window ${state.id} ${verb}; no earlier revision to return to, so it stays at zero: scale it up or re-apply once the migration is fixed`,
       } },
-      ...(member.spec?.paused === true ? { spec: unpause } : {}),
+      ...(Object.keys(unpause).length > 0 ? { spec: unpause } : {}),
     };
   }
   return {
@@ -122,6 +146,7 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
       annotations: {
         [A.phase]: state.ending === "abort" ? Phase.Aborted : Phase.RolledBack,
         [A.desiredReplicas]: null,
+        ...deadline?.annotations,
         [A.message]: `window ${state.id} ${verb}; back on the previous revision at schema version ${state.fromVersion ?? "(none)"}`,
         ...(changed && state.fromVersion !== undefined ? { [A.schemaVersion]: state.fromVersion } : {}),
       },

@@ -34,7 +34,7 @@ function defined<T extends object, K extends keyof T>(from: T, keys: readonly K[
 
 /**
  * A Deployment as admission, the scale guard and the window read it: annotations, the
- * replica count, paused, the selector, the container names (which the annotations are
+ * replica count, paused, the progress deadline (which a hold puts aside), the selector, the container names (which the annotations are
  * checked against) and the rollout status.
  */
 export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
@@ -45,7 +45,7 @@ export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
     ...(spec
       ? {
           spec: {
-            ...defined(spec, ["replicas", "paused", "minReadySeconds"]),
+            ...defined(spec, ["replicas", "paused", "progressDeadlineSeconds", "minReadySeconds"]),
             selector: structuredClone(spec.selector),
             template: { spec: { containers: (spec.template?.spec?.containers ?? []).map((c) => ({ name: c.name })) } },
           },

@@ -3,6 +3,7 @@ import * as k8s from "@kubernetes/client-node";
 import pg from "pg";
 import { pollUntil } from "../../src/util/wait.js";
 import { A } from "../../src/core/annotations.js";
+import { NO_PROGRESS_DEADLINE } from "../../src/core/member-patches.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import {
@@ -21,6 +22,15 @@ import {
   history,
   ledger,
 } from "../support/shop.js";
+
+/** Every version of the namespace's Deployments stored from now on, as a watch sees them. */
+async function watchDeployments(env: TestEnv, namespace: string): Promise<{ versions: k8s.V1Deployment[]; stop(): void }> {
+  const versions: k8s.V1Deployment[] = [];
+  const list = await env.apps.listNamespacedDeployment({ namespace });
+  const watch = await new k8s.Watch(env.kc).watch(`/apis/apps/v1/namespaces/${namespace}/deployments`,
+    { resourceVersion: list.metadata?.resourceVersion }, (_type, object: k8s.V1Deployment) => void versions.push(object), () => undefined);
+  return { versions, stop: () => watch.abort() };
+}
 
 const GATE_ARGS = ["--settle", "1", "--lease-duration", "3"];
 
@@ -68,11 +78,30 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
 
     it("terminates the sessions that would block ALTER TABLE, migrates once, and starts no new pod before the commit", async function () {
       const sessions = await appSessions(url);
+      const stored = await watchDeployments(env, ns);
       try {
         await releaseShop(env, ns, { schemaVersion: "2", sql: V2 });
         const state = await windowSettled(env, ns, "2");
         assert.equal(state.result, "Done", JSON.stringify(state.failure));
         await shopReady(env, ns);
+
+        // Held, each service had no progress deadline (its own recorded), so the controller
+        // marked neither the pause nor the resume with a condition; restored, it has its own.
+        stored.stop();
+        for (const name of Object.keys(SHOP_SERVICES)) {
+          const versions = stored.versions.filter((d) => d.metadata?.name === name);
+          const paused = versions.filter((d) => d.spec?.paused === true);
+          assert.ok(paused.length > 0, `${name}: a held version was seen`);
+          for (const d of paused) {
+            assert.equal(d.spec?.progressDeadlineSeconds, NO_PROGRESS_DEADLINE, `${name} held with a deadline`);
+            assert.equal(d.metadata?.annotations?.[A.progressDeadline], "600", `${name}: its own deadline recorded`);
+          }
+          const reasons = versions.flatMap((d) => d.status?.conditions ?? []).filter((c) => c.type === "Progressing").map((c) => c.reason);
+          assert.deepEqual(reasons.filter((r) => r === "DeploymentPaused" || r === "DeploymentResumed"), [], `${name}: ${reasons.join(", ")}`);
+          const after = (await deploymentsOf(env, ns)).get(name)!;
+          assert.equal(after.spec?.progressDeadlineSeconds, 600, `${name}: its deadline back`);
+          assert.equal(after.metadata?.annotations?.[A.progressDeadline], undefined);
+        }
 
         // The sessions were reported and are gone.
         const apps = (state.sessions ?? []).map((s) => s.applicationName).sort();
@@ -111,6 +140,7 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         const positions = story.map((r) => reasons.lastIndexOf(r));
         assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]!), `events: ${reasons.join(", ")}`);
       } finally {
+        stored.stop();
         await Promise.all(sessions.map((c) => c.end().catch(() => undefined)));
       }
     });

@@ -3,6 +3,7 @@ import fastJsonPatch from "fast-json-patch";
 import { mutate, mutateIngress, validate, type AdmissionContext, type GroupState } from "../../../src/core/admission.js";
 import { A } from "../../../src/core/annotations.js";
 import type { Decision } from "../../../src/core/decision.js";
+import { NO_PROGRESS_DEADLINE } from "../../../src/core/member-patches.js";
 import type { AdmissionRequest, Deployment } from "../../../src/core/objects.js";
 import { admissionReview } from "../../support/fixtures.js";
 
@@ -69,7 +70,9 @@ describe("mutate (hold)", () => {
         "add /metadata/annotations/schema-gate.dev~1desired-replicas",
         "add /metadata/annotations/schema-gate.dev~1message",
         "add /metadata/annotations/schema-gate.dev~1phase",
+        "add /metadata/annotations/schema-gate.dev~1progress-deadline-seconds",
         "add /spec/paused",
+        "replace /spec/progressDeadlineSeconds",
         "replace /spec/replicas",
       ],
     );
@@ -110,6 +113,63 @@ describe("mutate (hold)", () => {
     setReplicas(request, 4);
     const result = assertStable(request, mutate(request, context()), context());
     assert.deepEqual([result.spec!.paused, result.spec!.replicas], [true, 3]);
+  });
+
+  describe("the progress deadline of a paused hold", () => {
+    const deadline = (d: Deployment) => (d.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds;
+    const setDeadline = (d: unknown, seconds: number | undefined) => ((d as Deployment).spec!.progressDeadlineSeconds = seconds);
+
+    it("puts the Deployment's own deadline aside while paused, recorded for the restore", () => {
+      for (const request of [create(), update({ [A.appliedVersion]: "7" })]) {
+        setDeadline(request.object, 300);
+        const held = assertStable(request, mutate(request, context()), context());
+        assert.equal(deadline(held), NO_PROGRESS_DEADLINE, `${request.operation}: none while held`);
+        assert.equal(held.metadata!.annotations![A.progressDeadline], "300", `${request.operation}: its own recorded`);
+      }
+    });
+
+    it("records nothing for a Deployment that has no deadline of its own", () => {
+      const request = create();
+      setDeadline(request.object, NO_PROGRESS_DEADLINE);
+      const held = assertStable(request, mutate(request, context()), context());
+      assert.equal(deadline(held), NO_PROGRESS_DEADLINE);
+      assert.equal(held.metadata!.annotations![A.progressDeadline], undefined);
+    });
+
+    it("drops a record a user puts on a new Deployment and keeps the hold's on a re-applied manifest", () => {
+      const fresh = create();
+      annotationsOf(fresh)[A.progressDeadline] = "5";
+      setDeadline(fresh.object, 600);
+      assert.equal(apply(fresh, mutate(fresh, context())).metadata!.annotations![A.progressDeadline], "600");
+
+      const heldAnnotations = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4", [A.progressDeadline]: "600" };
+      const again = update(heldAnnotations, 3);
+      (again.oldObject as Deployment).spec!.paused = true;
+      setDeadline(again.oldObject, NO_PROGRESS_DEADLINE);
+      Object.assign(annotationsOf(again), { ...heldAnnotations, [A.progressDeadline]: "5" });
+      setDeadline(again.object, NO_PROGRESS_DEADLINE);
+      const result = assertStable(again, mutate(again, context()), context());
+      assert.equal(result.metadata!.annotations![A.progressDeadline], "600", "the gate's record, not the user's");
+      assert.equal(deadline(result), NO_PROGRESS_DEADLINE);
+    });
+
+    it("leaves a deadline a manifest names during the hold as it is (the restore keeps it)", () => {
+      const heldAnnotations = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4", [A.progressDeadline]: "600" };
+      const request = update(heldAnnotations, 3);
+      (request.oldObject as Deployment).spec!.paused = true;
+      setDeadline(request.oldObject, NO_PROGRESS_DEADLINE);
+      Object.assign(annotationsOf(request), heldAnnotations);
+      setDeadline(request.object, 120);
+      const result = assertStable(request, mutate(request, context()), context());
+      assert.equal(deadline(result), 120);
+    });
+
+    it("does not touch the deadline of an update that needs no hold", () => {
+      const request = update({ [A.appliedVersion]: "8" });
+      annotationsOf(request)[A.appliedVersion] = "8";
+      setDeadline(request.object, 300);
+      assert.deepEqual(mutate(request, context()), { kind: "allow" });
+    });
   });
 
   it("leaves an update that keeps the applied version untouched", () => {

@@ -9,6 +9,7 @@ import {
   restorePatch,
   reholdPatch,
   rollbackPatch,
+  NO_PROGRESS_DEADLINE,
   rolloutReady,
 } from "../../../src/core/member-patches.js";
 import { checkWindowRequest, groupPhase, waitOutcome, WaitExit } from "../../../src/core/wait-outcome.js";
@@ -183,6 +184,23 @@ describe("member patches", () => {
     assert.deepEqual(restorePatch(paused, "2", "m")?.spec, { replicas: 3, paused: false });
     const userPaused = { ...member("q", { [A.phase]: "Migrating", [A.desiredReplicas]: "1" }), spec: { replicas: 0, paused: true } };
     assert.deepEqual(restorePatch(userPaused, "2", "m")?.spec, { replicas: 1 }, "a quiesce-only member paused by its owner stays paused");
+  });
+
+  it("gives a held member back the progress deadline its hold put aside, unless it has one again or it no longer fits", () => {
+    const aside = (spec: Record<string, unknown>, recorded = "300") =>
+      ({ ...held("a", { [A.progressDeadline]: recorded }), spec: { replicas: 0, paused: true, progressDeadlineSeconds: NO_PROGRESS_DEADLINE, ...spec } });
+    const restored = restorePatch(aside({}), "2", "m")!;
+    assert.deepEqual(restored.spec, { replicas: 3, paused: false, progressDeadlineSeconds: 300 }, "in the unpausing patch itself");
+    assert.equal((restored.metadata as { annotations: Record<string, unknown> }).annotations[A.progressDeadline], null);
+    assert.deepEqual(restorePatch(aside({ progressDeadlineSeconds: 120 }), "2", "m")!.spec, { replicas: 3, paused: false }, "a deadline applied during the hold stays");
+    assert.deepEqual(restorePatch(aside({ minReadySeconds: 300 }), "2", "m")!.spec, { replicas: 3, paused: false }, "not one the apiserver would refuse");
+    assert.deepEqual(restorePatch(aside({}, "soon"), "2", "m")!.spec, { replicas: 3, paused: false }, "not an unreadable record");
+    const s = state({ step: "rollback", ending: "rollback" });
+    const rolledBack = rollbackPatch(aside({}), s, { spec: { containers: [] } }, "rolled back")!;
+    assert.equal((rolledBack.spec as Record<string, unknown>).progressDeadlineSeconds, 300);
+    assert.equal((rolledBack.metadata as { annotations: Record<string, unknown> }).annotations[A.progressDeadline], null);
+    const first = rollbackPatch(aside({}), s, undefined, "aborted")!;
+    assert.deepEqual(first.spec, { paused: false, progressDeadlineSeconds: 300 }, "a first install left at zero gets it back too");
   });
 
   it("restores held members only, to their recorded replicas", () => {
