@@ -131,14 +131,14 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
   if (!isHeld(annotations)) return undefined;
   const changed = changedByWindow(member, state);
   const deadline = deadlineBack(member);
-  const unpause = { ...(member.spec?.paused === true ? { paused: false } : {}), ...deadline?.spec };
+  const leaveHold = { ...(member.spec?.paused === true ? { paused: false } : {}), ...deadline?.spec };
   if (changed && previous === undefined) {
     return {
       metadata: { annotations: {
         [A.phase]: Phase.Aborted, [A.desiredReplicas]: null, ...deadline?.annotations,
         [A.message]: `window ${state.id} ${verb}; no earlier revision to return to, so it stays at zero: scale it up or re-apply once the migration is fixed`,
       } },
-      ...(Object.keys(unpause).length > 0 ? { spec: unpause } : {}),
+      ...(Object.keys(leaveHold).length > 0 ? { spec: leaveHold } : {}),
     };
   }
   return {
@@ -151,7 +151,7 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
         ...(changed && state.fromVersion !== undefined ? { [A.schemaVersion]: state.fromVersion } : {}),
       },
     },
-    spec: { replicas: desiredReplicas(member), ...unpause, ...(changed && previous !== undefined ? { template: previous } : {}) },
+    spec: { replicas: desiredReplicas(member), ...leaveHold, ...(changed && previous !== undefined ? { template: previous } : {}) },
   };
 }
 
