@@ -34,8 +34,8 @@ function defined<T extends object, K extends keyof T>(from: T, keys: readonly K[
 
 /**
  * A Deployment as admission, the scale guard and the window read it: annotations, the
- * replica count, paused, the progress deadline (which a hold puts aside), the selector, the container names (which the annotations are
- * checked against) and the rollout status.
+ * replica count, paused, the progress deadline (which a hold puts aside), the selector, the
+ * container names (which the annotations are checked against) and the rollout status.
  */
 export function trimDeployment(d: k8s.V1Deployment): k8s.V1Deployment {
   const spec = d.spec;

@@ -118,6 +118,16 @@ describe("mutate (hold)", () => {
   describe("the progress deadline of a paused hold", () => {
     const deadline = (d: Deployment) => (d.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds;
     const setDeadline = (d: unknown, seconds: number | undefined) => ((d as Deployment).spec!.progressDeadlineSeconds = seconds);
+    /** A manifest applied again to a Deployment held with 600 put aside, its own annotations as `annotations`. */
+    const heldAgain = (incomingDeadline: number, annotations: Record<string, string> = {}) => {
+      const held = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4", [A.progressDeadline]: "600" };
+      const request = update(held, 3);
+      (request.oldObject as Deployment).spec!.paused = true;
+      setDeadline(request.oldObject, NO_PROGRESS_DEADLINE);
+      Object.assign(annotationsOf(request), held, annotations);
+      setDeadline(request.object, incomingDeadline);
+      return request;
+    };
 
     it("puts the Deployment's own deadline aside while paused, recorded for the restore", () => {
       for (const request of [create(), update({ [A.appliedVersion]: "7" })]) {
@@ -142,24 +152,14 @@ describe("mutate (hold)", () => {
       setDeadline(fresh.object, 600);
       assert.equal(apply(fresh, mutate(fresh, context())).metadata!.annotations![A.progressDeadline], "600");
 
-      const heldAnnotations = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4", [A.progressDeadline]: "600" };
-      const again = update(heldAnnotations, 3);
-      (again.oldObject as Deployment).spec!.paused = true;
-      setDeadline(again.oldObject, NO_PROGRESS_DEADLINE);
-      Object.assign(annotationsOf(again), { ...heldAnnotations, [A.progressDeadline]: "5" });
-      setDeadline(again.object, NO_PROGRESS_DEADLINE);
+      const again = heldAgain(NO_PROGRESS_DEADLINE, { [A.progressDeadline]: "5" });
       const result = assertStable(again, mutate(again, context()), context());
       assert.equal(result.metadata!.annotations![A.progressDeadline], "600", "the gate's record, not the user's");
       assert.equal(deadline(result), NO_PROGRESS_DEADLINE);
     });
 
     it("leaves a deadline a manifest names during the hold as it is (the restore keeps it)", () => {
-      const heldAnnotations = { [A.appliedVersion]: "7", [A.phase]: "Pending", [A.desiredReplicas]: "4", [A.progressDeadline]: "600" };
-      const request = update(heldAnnotations, 3);
-      (request.oldObject as Deployment).spec!.paused = true;
-      setDeadline(request.oldObject, NO_PROGRESS_DEADLINE);
-      Object.assign(annotationsOf(request), heldAnnotations);
-      setDeadline(request.object, 120);
+      const request = heldAgain(120);
       const result = assertStable(request, mutate(request, context()), context());
       assert.equal(deadline(result), 120);
     });
