@@ -18,7 +18,7 @@ import { fence, type Group, type WindowDeps } from "./deps.js";
 import { considerOpening } from "./opening.js";
 import { AGAIN, DONE, rememberedRecords, RETRY_MS, warnOnce, type GroupMemory, type RememberedRecords, type Result } from "./pass.js";
 import { resumeThePooler } from "./pooler.js";
-import { askRunner, endsAtOnce, STEP_BODIES, CACHED_STEPS, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
+import { askRunner, endsAtOnce, STEP_BODIES, startsFromCache, RUNS_AHEAD_OF_RECORD, type StepBody, type StepResult } from "./steps.js";
 
 /** How soon a window waiting for a stopped Job to be gone looks again. */
 const JOB_STOP_POLL_MS = 250;
@@ -57,8 +57,10 @@ export async function reconcileGroup(
     return considerOpening(deps, group, stored, memory);
   }
   ahead = RUNS_AHEAD_OF_RECORD.has(state.step);
-  // A step that writes no member reads the caches, not a LIST each time.
-  const group = CACHED_STEPS.has(state.step) ? deps.members.cached(namespace, name) : await deps.members.read(namespace, name);
+  // A step that writes no member reads the caches, not a LIST each time (restore too, see startsFromCache).
+  const cached = deps.members.cached(namespace, name);
+  const fromCache = startsFromCache(state.step, cached);
+  const group = fromCache ? cached : await deps.members.read(namespace, name);
   const now = deps.now();
   const action = decideWindow(state, group.deployments, now);
   switch (action.kind) {
@@ -86,7 +88,7 @@ export async function reconcileGroup(
       return AGAIN;
     }
     case "run":
-      return runStep(deps, records, group, state, stored.version!, memory, steps[state.step]);
+      return runStep(deps, records, { group, fromCache }, state, stored.version!, memory, steps[state.step]);
   }
 }
 
@@ -106,7 +108,10 @@ async function settleMigration(deps: WindowDeps, group: Group, state: WindowStat
   return AGAIN;
 }
 
-async function runStep(deps: WindowDeps, records: RememberedRecords, group: Group, state: WindowState, version: string, memory: GroupMemory, body: StepBody): Promise<Result> {
+async function runStep(
+  deps: WindowDeps, records: RememberedRecords, read: { group: Group; fromCache: boolean }, state: WindowState, version: string, memory: GroupMemory, body: StepBody,
+): Promise<Result> {
+  const { group, fromCache } = read;
   const { namespace } = group;
   const where = { namespace, group: state.group, window: state.id, step: state.step };
   if (!state.stepStartedAt) {
@@ -122,7 +127,7 @@ async function runStep(deps: WindowDeps, records: RememberedRecords, group: Grou
   }
   let result: StepResult;
   try {
-    result = await body({ deps, group, state });
+    result = await body({ deps, group, state, fromCache });
   } catch (error) {
     if (error instanceof StepFailure) {
       await failWindow(deps, group, state, version, error.message);

@@ -30,6 +30,8 @@ export interface StepContext {
   deps: WindowDeps;
   group: Group;
   state: WindowState;
+  /** The group was read from the informer cache (see startsFromCache), not listed for this pass. */
+  fromCache?: boolean;
 }
 
 /** `record`: keep `outcome` in the record before the step goes on (the step runs again next pass). */
@@ -85,11 +87,26 @@ const hasCronJobs = (state: WindowState) => state.cronJobs === undefined || stat
  * (a round trip each inside the downtime): those that mostly wait, looked at every POLL_MS
  * and ended only once the API confirms what the caches show, and terminate and verify,
  * which only need the Secret's name and the abort and retry annotations. The Job runner
- * reads its owner's whole template from the API itself. restore reads a LIST: a member the
- * cache still shows as before the quiesce (a watch that lags or restarts) would get no
- * patch at all, so no guard would catch it, and it would stay at zero.
+ * reads its owner's whole template from the API itself. restore reads the cache too once
+ * it shows every member quiesced (see startsFromCache).
  */
 export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminate", "migrate", "verify", "readiness"]);
+
+/**
+ * Whether a pass reads the group from the cache: the CACHED_STEPS, and restore when the
+ * cache shows every member as the quiesce left it (at zero, Migrating), so that the LIST,
+ * a consistent read that waits for the apiserver's cache, is not a round trip inside the
+ * downtime before the members come back. A cache behind that (a watch that lags or
+ * restarts) shows some member still running: that pass lists. What the cache may still
+ * miss, the restore finds in a LIST it reads beside its patches: a member the cache does
+ * not show yet, or shows with nothing to restore, would otherwise get no patch at all (no
+ * guard would catch it) and stay at zero. A patch made from a member the cache shows older
+ * than it is fails its guard, and that member is read again.
+ */
+export function startsFromCache(step: Step, cached: Group): boolean {
+  if (CACHED_STEPS.has(step)) return true;
+  return step === "restore" && cached.deployments.length > 0 && cached.deployments.every((d) => quiescePatch(d, "") === undefined);
+}
 
 /**
  * The steps that may start before the record says they started: the write of the step
@@ -273,8 +290,19 @@ async function resumeCronJobs({ deps, group, state }: StepContext): Promise<void
 async function restore(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const message = `schema version ${state.version} applied by window ${state.id}`;
-  const [restored] = await Promise.all([deps.members.patchEach(group, "restore them", (d) => restorePatch(d, state.version, message)), resumeCronJobs(context)]);
-  if (restored.length > 0) await deps.narrate(group.deployments, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
+  const patchFor = (d: k8s.V1Deployment) => restorePatch(d, state.version, message);
+  const restoring = Promise.all([deps.members.patchEach(group, "restore them", patchFor), resumeCronJobs(context)]);
+  // From the cache: the members the API lists and the cached round did not patch are looked at again (startsFromCache).
+  const listed = context.fromCache ? deps.members.read(group.namespace, group.name) : undefined;
+  listed?.catch(() => undefined); // awaited below
+  const [restored] = await restoring;
+  let members = group.deployments;
+  if (listed) {
+    members = (await listed).deployments;
+    const rest = members.filter((d) => !restored.includes(d.metadata!.name!));
+    restored.push(...(await deps.members.patchEach({ ...group, deployments: rest }, "restore them", patchFor)));
+  }
+  if (restored.length > 0) await deps.narrate(members, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
   return done();
 }
 

@@ -90,6 +90,15 @@ export class FakeWorld {
   podCacheSeesAll = true;
   /** The record's step each time a migration session started (before its fence). */
   applyStartedAt: Array<string | undefined> = [];
+  /**
+   * A read of the group from the API while the record says restore waits (at most a second)
+   * until the restore's patches are in, to show whether the restore waited for it first.
+   */
+  restoreReadWaits = false;
+  /** Set when such a read waited the whole second: the restore's patches came only after it. */
+  restoreWaitedForRead = false;
+  private restorePatched: () => void = () => undefined;
+  private readonly restored = new Promise<void>((resolve) => (this.restorePatched = resolve));
   /** What the informer caches show, when a test makes them lag: else the world as it is. */
   frozenCache?: { group: Group; pods: string[] };
   /** The step a test says is running (see its wrapped step bodies), and for each write to the world but the record's: that step and the record's. */
@@ -235,7 +244,10 @@ export class FakeWorld {
           if (world.patch(d, patch)) patched.push(d.metadata!.name!);
           else conflicts++;
         }
-        if (conflicts === 0) return patched;
+        if (conflicts === 0) {
+          if (what === "restore them" && patched.length > 0) world.restorePatched();
+          return patched;
+        }
         world.apiReads.push(world.record.state?.step);
         members = group().deployments;
       }
@@ -258,6 +270,15 @@ export class FakeWorld {
       members: {
         read: async () => {
           world.apiReads.push(world.record.state?.step);
+          if (world.restoreReadWaits && world.record.state?.step === "restore") {
+            let timer: NodeJS.Timeout | undefined;
+            const waited = await Promise.race([
+              world.restored.then(() => false),
+              new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), 1000))),
+            ]);
+            clearTimeout(timer);
+            world.restoreWaitedForRead ||= waited;
+          }
           return group();
         },
         cached: () => world.frozenCache?.group ?? group(),
