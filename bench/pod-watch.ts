@@ -1,10 +1,12 @@
 import * as k8s from "@kubernetes/client-node";
 import type { TestEnv } from "../test/support/env.js";
 
-/** A pod as the bench looks at it: its version label, whether it is terminating, whether it is Ready. */
+/** A pod as the bench looks at it: its version label, whether it is terminating, whether it has ended, whether it is Ready. */
 export interface WatchedPod {
   version: string | undefined;
   terminating: boolean;
+  /** Its containers have exited (phase Succeeded or Failed): it holds no connection, though its object may stay a while. */
+  ended: boolean;
   ready: boolean;
 }
 
@@ -65,6 +67,7 @@ function describe(pod: k8s.V1Pod): WatchedPod {
   return {
     version: pod.metadata?.labels?.version,
     terminating: Boolean(pod.metadata?.deletionTimestamp),
+    ended: pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed",
     ready: pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
   };
 }
@@ -74,6 +77,18 @@ const values = (pods: ReadonlyMap<string, WatchedPod>) => [...pods.values()];
 /** Fewer than `count` pods serve the old version (one stopped: terminating or gone). */
 export const oneStopped = (count: number, version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
   values(pods).filter((p) => p.version !== version && !p.terminating).length < count;
+
+/** No pod serves the old version any more (each one terminating or gone). */
+export const noneServing = (version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
+  values(pods).every((p) => p.version === version || p.terminating);
+
+/** Every pod of an older version has ended (or is gone): none runs any more. */
+export const oldEnded = (version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
+  values(pods).every((p) => p.version === version || p.ended);
+
+/** No pod of an older version is left, not even an ended one. */
+export const oldGone = (version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>
+  values(pods).every((p) => p.version === version);
 
 /** No old pod is left and `count` pods of `version` are Ready. */
 export const allReady = (count: number, version: string) => (pods: ReadonlyMap<string, WatchedPod>) =>

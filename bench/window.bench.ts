@@ -5,9 +5,12 @@
  * for Ready) timed in the same run on the same cluster and PostgreSQL, several windows of
  * each (BENCH_WINDOWS, default 5; the figures are their medians), the two approaches in
  * turns, timed by a watch on the pods. The gate's own
- * overhead is the downtime minus what kubectl, Kubernetes and PostgreSQL take anyway: the
- * settle delay, kubectl submitting the Deployments one by one, pods terminating (drain), the
- * SQL itself and pods becoming Ready. Prints figures only.
+ * overhead is the downtime minus what kubectl, Kubernetes and PostgreSQL take anyway:
+ * kubectl submitting the Deployments one by one, the old pods stopping and terminating
+ * (drain: first old pod stopped to the last one ended, on the pod watch, for both approaches),
+ * the SQL itself and the new pods becoming Ready. What is left is the gate's own work
+ * inside the downtime: telling that the pods are gone, ending other sessions, verifying,
+ * restoring the members, and the writes of its record between steps. Prints figures only.
  */
 import pg from "pg";
 import YAML from "yaml";
@@ -17,7 +20,7 @@ import { startGate, waitForWebhooks } from "../test/support/gate.js";
 import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
 import { requireRealNode, testAppImage } from "../test/support/real-node.js";
 import { shopDatabase, windowSettled } from "../test/support/shop.js";
-import { allReady, oneStopped, PodWatch } from "./pod-watch.js";
+import { allReady, noneServing, oldEnded, oldGone, oneStopped, PodWatch } from "./pod-watch.js";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;
@@ -102,12 +105,14 @@ async function gateApproach(env: TestEnv, count: number): Promise<Approach> {
   await windowSettled(env, ns, "1", 300_000);
   return approach(env, ns, count, async (n, version, pods) => {
     const stopped = pods.until(oneStopped(count, version), "the first old pod to stop");
+    const allStopped = pods.until(noneServing(version), "the last old pod to stop");
+    const ended = pods.until(oldEnded(version), "the old pods to end");
     const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
     await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], migrations(migrationFilesUpTo(n)));
     const applied = env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, true, url));
     let submitted = 0;
     void applied.then(() => (submitted = Date.now()));
-    const [started, newReady] = await Promise.all([stopped, ready]);
+    const [started, lastStopped, endedAt, newReady] = await Promise.all([stopped, allStopped, ended, ready]);
     await applied;
     const state = await windowSettled(env, ns, version, 300_000);
     if (state.result !== "Done") throw new Error(`window ended ${state.result ?? JSON.stringify(state.failure)}`);
@@ -116,14 +121,16 @@ async function gateApproach(env: TestEnv, count: number): Promise<Approach> {
     // kubectl applies one object after another: how long after the first pod stopped the last apply returned
     // (negative: before; with the paused hold the old pods serve through the apply and the settle delay).
     const submit = submitted - started;
-    const waitingOnOthers = Math.max(0, submit) + (t.drain ?? 0) + (t.migrate ?? 0) + (t.readiness ?? 0);
+    const drain = endedAt - started;
+    const waitingOnOthers = Math.max(0, submit) + drain + (t.migrate ?? 0) + (t.readiness ?? 0);
     return {
       downtime,
       submit,
       // How long after the window opened the first old pod stopped: the opening costs no downtime.
       "open→first stop": started - Date.parse(state.startedAt),
+      "stops spread": lastStopped - started,
+      drain,
       quiesce: t.quiesce ?? 0,
-      drain: t.drain ?? 0,
       terminate: t.terminate ?? 0,
       migrate: t.migrate ?? 0,
       verify: t.verify ?? 0,
@@ -142,9 +149,11 @@ async function scriptedApproach(env: TestEnv, count: number): Promise<Approach> 
   return approach(env, ns, count, async (n, version, pods) => {
     // Downtime starts when the first pod stops serving (marked terminating or gone), as for the gate.
     const stopped = pods.until(oneStopped(count, version), "the first pod to stop");
-    const gone = pods.until((all) => all.size === 0, "the pods to be gone");
+    const allStopped = pods.until(noneServing(version), "the last pod to stop");
+    const ended = pods.until(oldEnded(version), "the pods to end");
+    const gone = pods.until(oldGone(version), "the pods to be gone");
     await env.cluster.kubectl(["-n", ns, "delete", "deployments", "--all", "--wait=false"]);
-    const [started, goneAt] = await Promise.all([stopped, gone]);
+    const [started, lastStopped, endedAt, goneAt] = await Promise.all([stopped, allStopped, ended, gone]);
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query(migration(n));
@@ -153,7 +162,11 @@ async function scriptedApproach(env: TestEnv, count: number): Promise<Approach> 
     const ready = pods.until(allReady(count, version), `${count} pods of version ${version} to be Ready`);
     await env.cluster.kubectl(["-n", ns, "apply", "-f", "-"], deployments(count, version, false, url));
     const newReady = await ready;
-    return { downtime: newReady - started, drain: goneAt - started, migrate: migrated - goneAt, readiness: newReady - migrated };
+    return {
+      downtime: newReady - started, "stops spread": lastStopped - started, drain: endedAt - started,
+      // It migrates once the pods are gone, as `kubectl wait --for=delete` would have it; the gate's drain ends as they end.
+      gone: goneAt - endedAt, migrate: migrated - goneAt, readiness: newReady - migrated,
+    };
   });
 }
 
@@ -204,6 +217,7 @@ try {
   await startGate(env, ["--settle", String(SETTLE_SECONDS), "--lease-duration", "3", "--log-level", "warn"]);
   console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE a window; gate settle ${SETTLE_SECONDS}s; each figure the median of ${WINDOWS} windows of each approach (BENCH_WINDOWS), in turns, ${REST_MS} ms rest before each (BENCH_REST_MS)`);
   const rows: string[][] = [];
+  const overheads: string[] = [];
   for (const count of SIZES) {
     const approaches = [await gateApproach(env, count), await scriptedApproach(env, count)] as const;
     const results = await inTurns(...approaches).finally(() => approaches.forEach((a) => a.stop()));
@@ -211,18 +225,25 @@ try {
     const script = medians(results.script);
     rows.push([
       String(count),
-      formatMs(gate.downtime!), `${(gate.downtime! / script.downtime!).toFixed(2)}x`, formatMs(gate.submit!), formatMs(gate["open→first stop"]!), formatMs(gate.quiesce!), formatMs(gate.drain!),
+      formatMs(gate.downtime!), `${(gate.downtime! / script.downtime!).toFixed(2)}x`, formatMs(gate.submit!), formatMs(gate["open→first stop"]!),
+      `${formatMs(gate["stops spread"]!)} / ${formatMs(script["stops spread"]!)}`, formatMs(gate.drain!), formatMs(gate.quiesce!),
       formatMs(gate.terminate!), formatMs(gate.migrate!), formatMs(gate.restore!), formatMs(gate.readiness!),
       formatMs(gate.overhead!), formatMs(script.downtime!),
-      `${formatMs(script.drain!)} / ${formatMs(script.migrate!)} / ${formatMs(script.readiness!)}`,
+      `${formatMs(script.drain!)} / ${formatMs(script.gone!)} / ${formatMs(script.migrate!)} / ${formatMs(script.readiness!)}`,
     ]);
+    overheads.push(`${count}: ${results.gate.map((r) => formatMs(r.overhead!)).join(", ")}`);
   }
-  const header = ["deployments", "gate downtime", "ratio", "kubectl submit", "open→first stop", "quiesce", "drain", "terminate", "migrate", "restore", "readiness", "gate overhead", "scripted downtime", "scripted drain / migrate / ready"];
+  const header = [
+    "deployments", "gate downtime", "ratio", "kubectl submit", "open→first stop", "stops spread (gate / script)", "drain", "quiesce step",
+    "terminate", "migrate", "restore", "readiness", "gate overhead", "scripted downtime", "scripted drain / until gone / migrate / ready",
+  ];
   console.log(`| ${header.join(" | ")} |`);
   console.log(`|${header.map(() => "---").join("|")}|`);
   for (const row of rows) console.log(`| ${row.join(" | ")} |`);
   console.log("ratio = median gate downtime / median scripted downtime (same run); downtime = first old pod stopped -> last new pod ready; open→first stop: how long after the window opened the first old pod stopped (the settle delay and the opening are outside the downtime)");
-  console.log("gate overhead = gate downtime - kubectl submit (if after the first stop) - drain - migrate - readiness (what kubectl, Kubernetes and PostgreSQL take in either approach)");
+  console.log("stops spread = first old pod stopped -> last old pod stopped; drain = first old pod stopped -> last old pod ended (containers exited, or gone), both on the pod watch, for both approaches (the gate's quiesce step runs inside it); until gone: the script then waits for the pod objects to be deleted");
+  console.log("gate overhead = gate downtime - kubectl submit (if after the first stop) - drain - migrate - readiness (what kubectl, Kubernetes and PostgreSQL take in either approach); restore counts in it");
+  console.log(`gate overhead of each window, by size: ${overheads.join("; ")}`);
 } finally {
   await stopTestEnv();
 }
