@@ -297,13 +297,22 @@ async function restore(context: StepContext): Promise<StepResult> {
   listed?.catch(() => undefined); // awaited below
   const [restored] = await restoring;
   let members = group.deployments;
+  let confirmed = true;
   if (listed) {
-    members = (await listed).deployments;
-    const rest = members.filter((d) => !restored.includes(d.metadata!.name!));
-    restored.push(...(await deps.members.patchEach({ ...group, deployments: rest }, "restore them", patchFor)));
+    // A LIST that failed after the cached round: the step runs again, and then lists first
+    // (the members it restored no longer look quiesced), rather than waiting out a retry.
+    const read = await listed.catch((error: unknown) => error as Error);
+    if (read instanceof Error) {
+      deps.log.warn({ err: read, namespace: group.namespace, group: state.group, window: state.id }, "could not list the group beside the restore; looking again");
+      confirmed = false;
+    } else {
+      members = read.deployments;
+      const rest = members.filter((d) => !restored.includes(d.metadata!.name!));
+      restored.push(...(await deps.members.patchEach({ ...group, deployments: rest }, "restore them", patchFor)));
+    }
   }
   if (restored.length > 0) await deps.narrate(members, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
-  return done();
+  return confirmed ? done() : wait(POLL_MS);
 }
 
 /** Waits, bounded, for the restored rollouts; the migration is in either way, so a slow one only warns. */

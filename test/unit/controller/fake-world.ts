@@ -95,6 +95,8 @@ export class FakeWorld {
    * until the restore's patches are in, to show whether the restore waited for it first.
    */
   restoreReadWaits = false;
+  /** How many reads of the group from the API while the record says restore fail (as a LIST the apiserver refuses). */
+  failingRestoreReads = 0;
   /** Set when such a read waited the whole second: the restore's patches came only after it. */
   restoreWaitedForRead = false;
   private restorePatched: () => void = () => undefined;
@@ -270,6 +272,10 @@ export class FakeWorld {
       members: {
         read: async () => {
           world.apiReads.push(world.record.state?.step);
+          if (world.record.state?.step === "restore" && world.failingRestoreReads > 0) {
+            world.failingRestoreReads--;
+            throw new Error("the server is currently unable to handle the request");
+          }
           if (world.restoreReadWaits && world.record.state?.step === "restore") {
             let timer: NodeJS.Timeout | undefined;
             const waited = await Promise.race([

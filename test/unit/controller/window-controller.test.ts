@@ -344,6 +344,7 @@ describe("the window controller, driven with fakes", () => {
 
   it("restores a member the cache does not show yet, found by the LIST beside the restore's patches", async () => {
     const world = new FakeWorld({ applied: "1" });
+    world.restoreReadWaits = true;
     // From the commit on, the Deployment cache lacks orders (added to the group late, a watch behind): the rest show the quiesce.
     const behindAfterVerify = replacing("verify", async (context) => {
       const result = await STEP_BODIES.verify(context);
@@ -356,6 +357,18 @@ describe("the window controller, driven with fakes", () => {
     assertDone(world);
     const restored = world.events.filter((e) => e.reason === "Restored").map((e) => e.message);
     assert.ok(restored.length > 0 && restored.every((m) => m.endsWith("replicas restored: billing, catalog, orders")), `the window's restore brought orders back: ${restored.join("; ")}`);
+    assert.equal(world.restoreWaitedForRead, false, "the cached members' patches went before the LIST that found orders");
+  });
+
+  it("restores from the cache even when the LIST beside it fails: the step looks again, and the story says who came back", async () => {
+    const world = new FakeWorld({ applied: "1" });
+    world.failingRestoreReads = 1;
+    assert.equal(await drive(world, world.deps()), "settled");
+    assertDone(world);
+    assert.equal(world.failingRestoreReads, 0, "the LIST beside the restore failed once");
+    assert.equal(world.events.filter((e) => e.reason === "StepRetrying").length, 0, "no retry warning for a read looked at again");
+    const restored = world.events.filter((e) => e.reason === "Restored").map((e) => e.message);
+    assert.deepEqual(restored.map((m) => m.split(": ").pop()), ["billing, catalog, orders"], "the cached round's restore is told once");
   });
 
   it("opens the migration's session from the quiesce, and asks again once the pods are gone, with the window's time left; not for a Job", async () => {

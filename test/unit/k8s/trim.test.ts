@@ -12,6 +12,7 @@ import { heldDeployments } from "../../../src/core/scale-guard.js";
 import { podsBlockingDrain, podsServing } from "../../../src/core/window-policy.js";
 import { decideWindow, planWindow, type WindowState } from "../../../src/core/window.js";
 import { cachedAdmissionContext } from "../../../src/k8s/group-view.js";
+import { guardedPatch } from "../../../src/k8s/guarded-patch.js";
 import { startInformer } from "../../../src/k8s/informer.js";
 import { fixedCache } from "../../support/fixed-cache.js";
 import { trimConfigMap, trimCronJob, trimDeployment, trimIngress, trimPod } from "../../../src/k8s/trim.js";
@@ -87,6 +88,11 @@ describe("the informers' trimmed objects", () => {
       const name = d.metadata!.name;
       assert.deepEqual(quiescePatch(t, "m"), quiescePatch(d, "m"), `quiesce ${name}`);
       assert.deepEqual(restorePatch(t, "8", "m"), restorePatch(d, "8", "m"), `restore ${name}`);
+      // The restore writes from the cache (startsFromCache): the same operations and guards as from the whole object.
+      const restore = restorePatch(d, "8", "m");
+      if (restore) assert.deepEqual(guardedPatch(t, restore), guardedPatch(d, restore), `guarded restore ${name}`);
+      const quiesce = quiescePatch(d, "m");
+      if (quiesce) assert.deepEqual(guardedPatch(t, quiesce), guardedPatch(d, quiesce), `guarded quiesce ${name}`);
       assert.deepEqual(reholdPatch(t), reholdPatch(d), `rehold ${name}`);
       assert.deepEqual(markPatch(t, Phase.Failed, "m"), markPatch(d, Phase.Failed, "m"), `mark ${name}`);
       assert.equal(rolloutReady(t), rolloutReady(d), `ready ${name}`);
