@@ -4,6 +4,7 @@ import {
   changedByWindow,
   cronJobResumePatch,
   cronJobSuspendPatch,
+  isQuiesced,
   previousTemplate,
   quiescePatch,
   restorePatch,
@@ -105,7 +106,7 @@ export const CACHED_STEPS: ReadonlySet<Step> = new Set<Step>(["drain", "terminat
  */
 export function startsFromCache(step: Step, cached: Group): boolean {
   if (CACHED_STEPS.has(step)) return true;
-  return step === "restore" && cached.deployments.length > 0 && cached.deployments.every((d) => quiescePatch(d, "") === undefined);
+  return step === "restore" && cached.deployments.length > 0 && cached.deployments.every(isQuiesced);
 }
 
 /**

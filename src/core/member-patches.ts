@@ -50,10 +50,13 @@ export function desiredReplicas(member: Member): number {
   return Number.isInteger(recorded) && recorded >= 0 ? recorded : 1;
 }
 
+/** As the quiesce leaves a member: Migrating, at zero. */
+export const isQuiesced = (member: Member): boolean => annotationsOf(member)[A.phase] === Phase.Migrating && member.spec?.replicas === 0;
+
 /** Scale to zero with the replica count recorded in the same patch, so a kill between the two cannot lose it. */
 export function quiescePatch(member: Member, message: string): MergePatch | undefined {
+  if (isQuiesced(member)) return undefined;
   const phase = annotationsOf(member)[A.phase];
-  if (phase === Phase.Migrating && member.spec?.replicas === 0) return undefined;
   return {
     metadata: {
       annotations: {
