@@ -79,7 +79,8 @@ function startControllers(
     log.child({ component: "leader" }),
   );
   leadership.onLost(() => log.warn("window and maintenance controllers paused: leadership lost; they resume if this replica leads again"));
-  const events = eventRecorder(kc, "schema-gate", log);
+  // The controllers' Events, each asked again as it goes out: a deposed replica sends none (no apiserver refuses a stale Event).
+  const events = eventRecorder(kc, "schema-gate", log, () => leadership.isLeader());
   const { deployments, flags, ingresses, pods, cronJobs } = caches;
   const maintenance = startMaintenanceController({
     kc, flags, ingresses, deployments, pods, leadership, events, ...(image ? { image } : {}), backendPlacement: config.backendPlacement,
