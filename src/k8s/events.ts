@@ -19,9 +19,10 @@ const MAX_MESSAGE = 1024;
 /**
  * Request options that ask `allowed` as the request goes out: after its credentials are
  * applied (an await of their own, a token file or an exec plugin), in the last step before
- * the socket is written. An Event carries no resourceVersion, so no apiserver refuses a
- * stale one: a replica frozen between deciding to narrate and sending (a pause, a long GC,
- * SIGSTOP) would otherwise send it once it wakes, after another replica took the Lease.
+ * the request is handed to a connection. An Event carries no resourceVersion, so no
+ * apiserver refuses a stale one: a replica frozen between deciding to narrate and sending
+ * (a pause, a long GC, SIGSTOP) would otherwise send it once it wakes, after another
+ * replica took the Lease. What is left is a freeze while a new connection's handshake runs.
  */
 export function sentOnlyWhile(allowed: () => boolean): k8s.ConfigurationOptions {
   return {
