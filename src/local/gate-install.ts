@@ -44,6 +44,9 @@ export async function gateOverlay(node: RealNode, image: string, args: string[])
 export async function installGate(cluster: Cluster, node: RealNode, image: string, args: string[]): Promise<void> {
   await cluster.kubectl(["apply", "-k", await gateOverlay(node, image, args)]);
   await cluster.kubectl(["-n", GATE_NAMESPACE, "rollout", "status", "deployment/schema-gate", "--timeout=120s"]);
+  // Ready pods are not yet a Service that routes: kube-proxy programs the new endpoints on its
+  // next sync (at least 1 s apart); until then the ClusterIP refuses and the webhooks fail.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
 }
 
 /** Removes the in-cluster gate's pods, Service and budget (its RBAC and webhook configurations stay). */
