@@ -51,7 +51,7 @@ export async function realNodeSite(node: RealNode, ctx: SiteContext): Promise<De
   await installGate(ctx.cluster, node, gate.name, [
     `--namespaces=${ctx.namespace}`, "--settle=1", "--lease-duration=5", "--log-level=warn",
     `--image=${gate.name}`, `--backend-placement=${JSON.stringify(node.placement)}`,
-  ]);
+  ], { apps: ctx.kc.makeApiClient(k8s.AppsV1Api), namespace: ctx.namespace });
   ctx.say("  the gate runs in-cluster: two pods on the real node (kubectl apply -k manifests/ with the local image)");
   const controller = await startIngressController({ kc: ctx.kc, dir: node.dir, log: createLogger({ level: "warn", name: "ingress" }) });
   const url = `${controller.url}/`;

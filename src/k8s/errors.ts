@@ -9,3 +9,16 @@ export async function ignoreNotFound(call: Promise<unknown>): Promise<void> {
     if (apiStatus(error) !== 404) throw error;
   }
 }
+
+/** The message of an API error: its Status body's, else the error's own. */
+export function apiErrorMessage(error: unknown): string {
+  const body = (error as { body?: unknown }).body;
+  if (typeof body === "string") {
+    try {
+      return String((JSON.parse(body) as { message?: string }).message ?? body);
+    } catch {
+      return body;
+    }
+  }
+  return error instanceof Error ? error.message : String(error);
+}

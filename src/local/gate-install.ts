@@ -1,12 +1,14 @@
 import { cp, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type * as k8s from "@kubernetes/client-node";
 import YAML from "yaml";
 import { run } from "../util/exec.js";
 import type { Cluster } from "./cluster.js";
 import { GATE_NAMESPACE } from "./gate.js";
 import { projectRoot } from "./paths.js";
 import type { RealNode } from "./real-node.js";
+import { waitForWebhooks } from "./webhook-probe.js";
 
 // The gate installed in-cluster on the real node, the way a user installs it
 // (`kubectl apply -k manifests/`), with the locally built image.
@@ -40,13 +42,15 @@ export async function gateOverlay(node: RealNode, image: string, args: string[])
   return dir;
 }
 
-/** `kubectl apply -k` of gateOverlay(), then waits for the rollout (the webhooks now call the Service). */
-export async function installGate(cluster: Cluster, node: RealNode, image: string, args: string[]): Promise<void> {
+/**
+ * `kubectl apply -k` of gateOverlay(), then waits for the rollout and for the webhooks to
+ * answer through the Service for `admitted.namespace` (see waitForWebhooks): what the
+ * caller does next, a release there, goes through them.
+ */
+export async function installGate(cluster: Cluster, node: RealNode, image: string, args: string[], admitted: { apps: k8s.AppsV1Api; namespace: string }): Promise<void> {
   await cluster.kubectl(["apply", "-k", await gateOverlay(node, image, args)]);
   await cluster.kubectl(["-n", GATE_NAMESPACE, "rollout", "status", "deployment/schema-gate", "--timeout=120s"]);
-  // Ready pods are not yet a Service that routes: kube-proxy programs the new endpoints on its
-  // next sync (at least 1 s apart); until then the ClusterIP refuses and the webhooks fail.
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await waitForWebhooks(admitted.apps, admitted.namespace);
 }
 
 /** Removes the in-cluster gate's pods, Service and budget (its RBAC and webhook configurations stay). */

@@ -70,15 +70,4 @@ export async function stopTestEnv(): Promise<void> {
   if (!process.env.SCHEMA_GATE_KEEP_CLUSTER) await env.cluster.release();
 }
 
-/** The message of a failed API call (the Status the apiserver returned), or the error's text. */
-export function apiErrorMessage(error: unknown): string {
-  const body = (error as { body?: unknown }).body;
-  if (typeof body === "string") {
-    try {
-      return String((JSON.parse(body) as { message?: string }).message ?? body);
-    } catch {
-      return body;
-    }
-  }
-  return error instanceof Error ? error.message : String(error);
-}
+export { apiErrorMessage } from "../../src/k8s/errors.js";

@@ -1,7 +1,8 @@
 import type { ChildProcess } from "node:child_process";
 import { gateGet, prepareLocalGate, registerWebhooks, spawnGate, unregisterWebhooks, type GateReplicaOptions, type LocalGateIdentity } from "../../src/local/gate.js";
 import { pollUntil } from "../../src/util/wait.js";
-import { apiErrorMessage, onTeardown, type TestEnv } from "./env.js";
+import { waitForWebhooks as waitForGateWebhooks } from "../../src/local/webhook-probe.js";
+import { onTeardown, type TestEnv } from "./env.js";
 
 export { GATE_NAMESPACE, GATE_SA, GATE_USER } from "../../src/local/gate.js";
 export type GateIdentity = LocalGateIdentity;
@@ -77,28 +78,6 @@ export async function startGate(env: TestEnv, extraArgs: string[] = [], replica:
 }
 
 /** Waits until the apiserver actually calls the webhooks (it loads configurations asynchronously). */
-export async function waitForWebhooks(env: TestEnv, namespace: string): Promise<void> {
-  await pollUntil(
-    async () => {
-      try {
-        await env.apps.createNamespacedDeployment({
-          namespace,
-          dryRun: "All",
-          body: {
-            metadata: { name: "webhook-probe", annotations: { "schema-gate.dev/database": "Not_Valid" } },
-            spec: {
-              selector: { matchLabels: { app: "probe" } },
-              template: { metadata: { labels: { app: "probe" } }, spec: { containers: [{ name: "a", image: "probe" }] } },
-            },
-          },
-        });
-        return undefined;
-      } catch (error) {
-        const message = apiErrorMessage(error);
-        if (/schema-gate\.dev\/database: "Not_Valid"/.test(message)) return true;
-        throw new Error(message);
-      }
-    },
-    { timeoutMs: 30_000, intervalMs: 250, what: "the apiserver to call schema-gate's webhooks" },
-  );
+export function waitForWebhooks(env: TestEnv, namespace: string): Promise<void> {
+  return waitForGateWebhooks(env.apps, namespace);
 }
