@@ -25,24 +25,45 @@ function podCgroupDirs(): string[] {
     .filter((dir) => existsSync(dir));
 }
 
-function walk(dir: string, visit: (dir: string) => void): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+const gone = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT";
+
+/**
+ * Each directory under `dir`, children before their parent. A directory removed after its
+ * parent was listed (a shim removing its container's cgroup as the cleanup stops it) is
+ * passed over, with its subtree.
+ */
+export function walk(dir: string, visit: (dir: string) => void): void {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (error) {
+    if (gone(error)) return;
+    throw error;
+  }
+  for (const entry of entries) {
     if (entry.isDirectory()) walk(join(dir, entry.name), visit);
   }
   visit(dir);
 }
 
-/** Pids of every process in a pod of the node (containers and pause), found by cgroup. */
-function podProcesses(): number[] {
+/** The pids in the cgroups at and under `dir` (those still there as they are read). */
+export function pidsUnder(dir: string): number[] {
   const pids = new Set<number>();
-  for (const dir of podCgroupDirs()) {
-    walk(dir, (cgroup) => {
-      const procs = readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean);
-      procs.forEach((pid) => pids.add(Number(pid)));
-    });
-  }
+  walk(dir, (cgroup) => {
+    let procs: string;
+    try {
+      procs = readFileSync(join(cgroup, "cgroup.procs"), "utf8");
+    } catch (error) {
+      if (gone(error)) return;
+      throw error;
+    }
+    procs.split("\n").filter(Boolean).forEach((pid) => pids.add(Number(pid)));
+  });
   return [...pids];
 }
+
+/** Pids of every process in a pod of the node (containers and pause), found by cgroup. */
+const podProcesses = (): number[] => [...new Set(podCgroupDirs().flatMap(pidsUnder))];
 
 function removePodCgroups(): void {
   for (const dir of podCgroupDirs()) {
