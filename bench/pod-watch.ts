@@ -8,6 +8,11 @@ export interface WatchedPod {
   /** Its containers have exited (phase Succeeded or Failed): it holds no connection, though its object may stay a while. */
   ended: boolean;
   ready: boolean;
+  /** When the watch first saw it, saw it bound to a node, saw a container running, saw it Ready (ms). */
+  seenAt: number;
+  boundAt?: number;
+  runningAt?: number;
+  readyAt?: number;
 }
 
 /**
@@ -27,7 +32,8 @@ export class PodWatch {
   static async start(env: TestEnv, namespace: string): Promise<PodWatch> {
     const watch = new PodWatch(namespace);
     const list = await env.core.listNamespacedPod({ namespace });
-    for (const pod of list.items) watch.pods.set(pod.metadata!.name!, describe(pod));
+    const now = Date.now();
+    for (const pod of list.items) watch.pods.set(pod.metadata!.name!, describe(pod, now, undefined));
     watch.abort = await new k8s.Watch(env.kc).watch(`/api/v1/namespaces/${namespace}/pods`, { resourceVersion: list.metadata?.resourceVersion },
       (type: string, pod: k8s.V1Pod) => watch.seen(type, pod),
       (error) => {
@@ -53,7 +59,7 @@ export class PodWatch {
     const name = pod.metadata?.name;
     if (!name) return;
     if (type === "DELETED") this.pods.delete(name);
-    else if (type === "ADDED" || type === "MODIFIED") this.pods.set(name, describe(pod));
+    else if (type === "ADDED" || type === "MODIFIED") this.pods.set(name, describe(pod, at, this.pods.get(name)));
     else return;
     for (const waiter of [...this.waiters]) {
       if (!waiter.test(this.pods)) continue;
@@ -63,12 +69,34 @@ export class PodWatch {
   }
 }
 
-function describe(pod: k8s.V1Pod): WatchedPod {
+function describe(pod: k8s.V1Pod, at: number, before: WatchedPod | undefined): WatchedPod {
+  const ready = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+  const running = pod.status?.containerStatuses?.some((c) => c.state?.running) ?? false;
   return {
     version: pod.metadata?.labels?.version,
     terminating: Boolean(pod.metadata?.deletionTimestamp),
     ended: pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed",
-    ready: pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false,
+    ready,
+    seenAt: before?.seenAt ?? at,
+    boundAt: before?.boundAt ?? (pod.spec?.nodeName ? at : undefined),
+    runningAt: before?.runningAt ?? (running ? at : undefined),
+    readyAt: before?.readyAt ?? (ready ? at : undefined),
+  };
+}
+
+/**
+ * When the pods of `version` came, relative to `from` (ms): the first and last one seen, the
+ * last one bound to a node, running a container, Ready.
+ */
+export function podStages(pods: ReadonlyMap<string, WatchedPod>, version: string, from: number): Record<string, number> {
+  const mine = values(pods).filter((p) => p.version === version);
+  const last = (times: Array<number | undefined>) => Math.max(...times.map((t) => t ?? Number.NaN)) - from;
+  return {
+    "first seen": Math.min(...mine.map((p) => p.seenAt)) - from,
+    "last seen": last(mine.map((p) => p.seenAt)),
+    "last bound": last(mine.map((p) => p.boundAt)),
+    "last running": last(mine.map((p) => p.runningAt)),
+    "last ready": last(mine.map((p) => p.readyAt)),
   };
 }
 

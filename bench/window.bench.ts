@@ -20,7 +20,7 @@ import { startGate, waitForWebhooks } from "../test/support/gate.js";
 import { stopTestEnv, testEnv, testNamespace, type TestEnv } from "../test/support/env.js";
 import { requireRealNode, testAppImage } from "../test/support/real-node.js";
 import { shopDatabase, windowSettled } from "../test/support/shop.js";
-import { allReady, noneServing, oldEnded, oldGone, oneStopped, PodWatch } from "./pod-watch.js";
+import { allReady, noneServing, oldEnded, oldGone, oneStopped, podStages, PodWatch } from "./pod-watch.js";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,5,20").split(",").map(Number);
 const SETTLE_SECONDS = 0.5;
@@ -137,6 +137,7 @@ async function gateApproach(env: TestEnv, count: number): Promise<Approach> {
       restore: t.restore ?? 0,
       readiness: t.readiness ?? 0,
       overhead: Math.max(0, downtime - waitingOnOthers),
+      ...newPods(pods, version, endedAt),
     };
   });
 }
@@ -166,9 +167,14 @@ async function scriptedApproach(env: TestEnv, count: number): Promise<Approach> 
       downtime: newReady - started, "stops spread": lastStopped - started, drain: endedAt - started,
       // It migrates once the pods are gone, as `kubectl wait --for=delete` would have it; the gate's drain ends as they end.
       gone: goneAt - endedAt, migrate: migrated - goneAt, readiness: newReady - migrated,
+      ...newPods(pods, version, endedAt),
     };
   });
 }
+
+/** The new pods' stages, after the old ones ended, as `pods: <stage>` figures. */
+const newPods = (pods: PodWatch, version: string, endedAt: number) =>
+  Object.fromEntries(Object.entries(podStages(pods.pods, version, endedAt)).map(([stage, ms]) => [`pods: ${stage}`, ms]));
 
 /** Once version 1's `count` pods are Ready: the approach's upgrades, each timed by `upgrade` on the namespace's pod watch. */
 async function approach(
@@ -218,6 +224,7 @@ try {
   console.log(`bench:window — ${SIZES.join(", ")} Deployments of 1 replica, one ALTER TABLE a window; gate settle ${SETTLE_SECONDS}s; each figure the median of ${WINDOWS} windows of each approach (BENCH_WINDOWS), in turns, ${REST_MS} ms rest before each (BENCH_REST_MS)`);
   const rows: string[][] = [];
   const overheads: string[] = [];
+  const podRows: string[] = [];
   for (const count of SIZES) {
     const approaches = [await gateApproach(env, count), await scriptedApproach(env, count)] as const;
     const results = await inTurns(...approaches).finally(() => approaches.forEach((a) => a.stop()));
@@ -231,6 +238,8 @@ try {
       formatMs(gate.overhead!), formatMs(script.downtime!),
       `${formatMs(script.drain!)} / ${formatMs(script.gone!)} / ${formatMs(script.migrate!)} / ${formatMs(script.readiness!)}`,
     ]);
+    const stages = Object.keys(gate).filter((k) => k.startsWith("pods: "));
+    podRows.push(`${count}: ${stages.map((k) => `${k.slice(6)} ${formatMs(gate[k]!)} / ${formatMs(script[k]!)}`).join(", ")}`);
     overheads.push(`${count}: ${results.gate.map((r) => formatMs(r.overhead!)).join(", ")}`);
   }
   const header = [
@@ -244,6 +253,7 @@ try {
   console.log("stops spread = first old pod stopped -> last old pod stopped; drain = first old pod stopped -> last old pod ended (containers exited, or gone), both on the pod watch, for both approaches (the gate's quiesce step runs inside it); until gone: the script then waits for the pod objects to be deleted");
   console.log("gate overhead = gate downtime - kubectl submit (if after the first stop) - drain - migrate - readiness (what kubectl, Kubernetes and PostgreSQL take in either approach); restore counts in it");
   console.log(`gate overhead of each window, by size: ${overheads.join("; ")}`);
+  console.log(`the new pods, after the last old one ended (gate / script, on the pod watch), by size: ${podRows.join("; ")}`);
 } finally {
   await stopTestEnv();
 }

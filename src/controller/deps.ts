@@ -50,6 +50,13 @@ export interface GroupMembers {
    * changed meanwhile are read again and reconsidered. Returns the names patched.
    */
   patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
+  /**
+   * patchEach for the restore: each member its patch leaves unpaused also gets its new
+   * ReplicaSet scaled up by the gate at once, not by the rate-limited Deployment controller.
+   */
+  unpauseEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
+  /** Makes, at zero, the ReplicaSet each held member will roll out to (see replica-set-ahead.ts); returns their names. */
+  makeReplicaSetsAhead(group: Group, windowId: string): Promise<string[]>;
   cronJobs(group: Group): Promise<k8s.V1CronJob[]>;
   patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
   /**
@@ -167,6 +174,8 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       pods: members.pods.bind(members),
       replicaSets: members.replicaSets.bind(members),
       patchEach: guard(members.patchEach.bind(members)),
+      unpauseEach: guard(members.unpauseEach.bind(members)),
+      makeReplicaSetsAhead: guard(members.makeReplicaSetsAhead.bind(members)),
       patchCronJob: guard(members.patchCronJob.bind(members)),
       scaleToZero: guard(members.scaleToZero.bind(members)),
     },

@@ -2,6 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
+import { replicaSetAhead, scaleUpAhead } from "../core/replica-set-ahead.js";
 import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { JSON_PATCH, MERGE_PATCH } from "../k8s/constants.js";
@@ -58,12 +59,11 @@ export class Members implements GroupMembers {
    * never one a user changed a moment before. False when the member changed (or is gone),
    * or the apiserver gave up on its own retries under concurrent writes (409).
    */
-  private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<boolean> {
+  private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<k8s.V1Deployment | false> {
     const name = deployment.metadata!.name!;
     const namespace = deployment.metadata!.namespace!;
     try {
-      await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
-      return true;
+      return await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
     } catch (error) {
       // Gone, or still conflicting after the apiserver's own retries of a patch without a resourceVersion: read again.
       if (apiStatus(error) === 404 || apiStatus(error) === 409) return false;
@@ -81,6 +81,7 @@ export class Members implements GroupMembers {
   /** In parallel (a group of 20 would otherwise wait 20 round trips); the first round uses the pass's read. */
   async patchEach(
     group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined,
+    /** Runs once the member's patch is in, with the member as the patch left it. */
     afterEach?: (patched: k8s.V1Deployment) => Promise<void>,
   ): Promise<string[]> {
     const patched: string[] = [];
@@ -91,8 +92,9 @@ export class Members implements GroupMembers {
         return patch ? [{ d, patch }] : [];
       });
       const results = await Promise.all(work.map(async ({ d, patch }) => {
-        if (!(await this.patchDeployment(d, patch))) return undefined;
-        await afterEach?.(d);
+        const patched = await this.patchDeployment(d, patch);
+        if (!patched) return undefined;
+        await afterEach?.(patched);
         return d.metadata!.name!;
       }));
       patched.push(...results.filter((name): name is string => name !== undefined));
@@ -154,6 +156,43 @@ export class Members implements GroupMembers {
     const uids = new Set(owned.map((rs) => rs.metadata?.uid));
     const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
     await Promise.all(running.map((p) => ignoreNotFound(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
+  }
+
+  /**
+   * A ReplicaSet at zero for each held, paused member whose template has none yet
+   * (core/replica-set-ahead.ts), so that the restore need not wait for the Deployment
+   * controller to make it. One made meanwhile by another replica counts as made.
+   */
+  async makeReplicaSetsAhead(group: Group, windowId: string): Promise<string[]> {
+    const { namespace } = group;
+    const sets = (await this.apps.listNamespacedReplicaSet({ namespace })).items;
+    const made = await Promise.all(group.deployments.map(async (member) => {
+      const body = replicaSetAhead(member, sets, windowId);
+      if (!body) return undefined;
+      try {
+        await this.apps.createNamespacedReplicaSet({ namespace, body: body as k8s.V1ReplicaSet });
+      } catch (error) {
+        if (apiStatus(error) !== 409) throw error;
+      }
+      return (body.metadata as { name: string }).name;
+    }));
+    return made.filter((name): name is string => name !== undefined);
+  }
+
+  /**
+   * patchEach, and for each member its patch leaves unpaused, its current ReplicaSet scaled to
+   * the member's replicas at once (core/replica-set-ahead.ts, scaleUpAhead) from a list of the
+   * ReplicaSets read beside the patches.
+   */
+  async unpauseEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]> {
+    const { namespace } = group;
+    const listed = this.apps.listNamespacedReplicaSet({ namespace });
+    listed.catch(() => undefined); // awaited below
+    const scaleUp = async (member: k8s.V1Deployment) => {
+      const scale = scaleUpAhead(member, (await listed).items);
+      if (scale) await ignoreNotFound(this.apps.patchNamespacedReplicaSet({ name: scale.name, namespace, body: scale.patch }, MERGE_PATCH));
+    };
+    return this.patchEach(group, what, patchFor, scaleUp);
   }
 
   /** Whether the pod cache shows the pods as they were at `resourceVersion` or later (see WatchedCache.reflects). */

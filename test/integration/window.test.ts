@@ -124,11 +124,22 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
           assert.ok(Date.parse(String(pod.metadata!.creationTimestamp)) >= Math.floor(committed / 1000) * 1000, `${pod.metadata!.name} created before the commit`);
         }
 
+        const replicaSets = (await env.apps.listNamespacedReplicaSet({ namespace: ns })).items;
         for (const [name, replicas] of Object.entries(SHOP_SERVICES)) {
           const d = (await deploymentsOf(env, ns)).get(name)!;
           assert.equal(d.spec?.replicas, replicas, name);
           assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined);
           assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2");
+          // The new ReplicaSet is the one the window made at its opening: the Deployment
+          // controller adopted it (its next revision) and made none of its own.
+          const owned = replicaSets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid));
+          const current = owned.filter((rs) => rs.spec?.template?.spec?.containers[0]?.image?.endsWith(":2"));
+          assert.equal(current.length, 1, `${name}: ${current.map((rs) => rs.metadata?.name).join(", ")}`);
+          assert.equal(current[0]!.metadata?.annotations?.[A.madeAheadFor], state.id, `${name}: made ahead ${JSON.stringify(current[0]!.metadata)} ${gate.logs.filter((l) => l.includes("ReplicaSet")).join("\n")}`);
+          assert.equal(current[0]!.spec?.replicas, replicas);
+          assert.equal(current[0]!.metadata?.annotations?.["deployment.kubernetes.io/revision"], d.metadata?.annotations?.["deployment.kubernetes.io/revision"]);
+          assert.equal(d.status?.updatedReplicas, replicas, `${name}: the controller counts its pods as the new revision's`);
+          await env.cluster.kubectl(["-n", ns, "rollout", "status", `deployment/${name}`, "--timeout=30s"]);
         }
 
         // The Events tell the story on each member, in order.
