@@ -2,7 +2,7 @@ import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
-import { replicaSetAhead, scaleUpAhead } from "../core/replica-set-ahead.js";
+import { currentReplicaSet, neverRan, ownedBy, replicaSetAhead, scaleUpAhead } from "../core/replica-set-ahead.js";
 import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { JSON_PATCH, MERGE_PATCH } from "../k8s/constants.js";
@@ -166,17 +166,44 @@ export class Members implements GroupMembers {
   async makeReplicaSetsAhead(group: Group, windowId: string): Promise<string[]> {
     const { namespace } = group;
     const sets = (await this.apps.listNamespacedReplicaSet({ namespace })).items;
-    const made = await Promise.all(group.deployments.map(async (member) => {
-      const body = replicaSetAhead(member, sets, windowId);
+    const make = async (member: k8s.V1Deployment): Promise<string | undefined> => {
+      const body = replicaSetAhead(member, sets, windowId) as k8s.V1ReplicaSet | undefined;
       if (!body) return undefined;
+      const name = body.metadata!.name!;
       try {
-        await this.apps.createNamespacedReplicaSet({ namespace, body: body as k8s.V1ReplicaSet });
+        await this.apps.createNamespacedReplicaSet({ namespace, body });
+        return name;
       } catch (error) {
         if (apiStatus(error) !== 409) throw error;
       }
-      return (body.metadata as { name: string }).name;
+      // There already: made by another replica of the gate, or someone else's of that name.
+      const existing = await this.apps.readNamespacedReplicaSet({ name, namespace });
+      return currentReplicaSet(member, [existing]) ? name : undefined;
+    };
+    const results = await Promise.allSettled(group.deployments.map(make));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    return results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
+  }
+
+  /**
+   * Deletes the ReplicaSets made ahead for the group's members that never ran (a window
+   * rolled back before its commit), so that no revision of a template whose migration never
+   * committed stays for `kubectl rollout undo`. Each only as it was listed (its resourceVersion).
+   */
+  async deleteReplicaSetsAhead(group: Group): Promise<string[]> {
+    const { namespace } = group;
+    const sets = (await this.apps.listNamespacedReplicaSet({ namespace })).items;
+    const unused = sets.filter((rs) => neverRan(rs) && group.deployments.some((d) => ownedBy(d)(rs)));
+    await Promise.all(unused.map(async (rs) => {
+      try {
+        await this.apps.deleteNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { preconditions: { resourceVersion: rs.metadata!.resourceVersion! } } });
+      } catch (error) {
+        // Gone already, or changed since the list (scaled: it runs now, and stays).
+        if (apiStatus(error) !== 404 && apiStatus(error) !== 409) throw error;
+      }
     }));
-    return made.filter((name): name is string => name !== undefined);
+    return unused.map((rs) => rs.metadata!.name!);
   }
 
   /**
@@ -190,7 +217,13 @@ export class Members implements GroupMembers {
     listed.catch(() => undefined); // awaited below
     const scaleUp = async (member: k8s.V1Deployment) => {
       const scale = scaleUpAhead(member, (await listed).items);
-      if (scale) await ignoreNotFound(this.apps.patchNamespacedReplicaSet({ name: scale.name, namespace, body: scale.patch }, MERGE_PATCH));
+      if (!scale) return;
+      try {
+        await this.apps.patchNamespacedReplicaSet({ name: scale.name, namespace, body: scale.patch }, MERGE_PATCH);
+      } catch (error) {
+        // Changed since the list (the controller scaled it first) or gone: the controller's to do.
+        if (apiStatus(error) !== 404 && apiStatus(error) !== 409) throw error;
+      }
     };
     return this.patchEach(group, what, patchFor, scaleUp);
   }

@@ -362,6 +362,8 @@ async function maintenanceOff({ deps, group, state }: StepContext): Promise<Step
 async function rollback(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const verb = ENDINGS[finalResult(state)].verb;
+  // The new ReplicaSets made at the opening hold templates never migrated for: none stays a revision.
+  await deps.members.deleteReplicaSetsAhead(group);
   const needsTemplates = group.deployments.some((d) => isHeld(annotationsOf(d)) && changedByWindow(d, state));
   const sets: ReplicaSetLike[] = needsTemplates ? await deps.members.replicaSets(group.namespace) : [];
   await deps.members.patchEach(group, "roll them back", (d) =>

@@ -1,6 +1,7 @@
 import { A } from "./annotations.js";
 import { annotationsOf } from "./objects.js";
 import { isHeld, isHolding, Phase } from "./phase.js";
+import { neverRan } from "./replica-set-ahead.js";
 import type { WindowState } from "./window.js";
 
 /**
@@ -19,7 +20,7 @@ export interface Member {
 
 export interface ReplicaSetLike {
   metadata?: { annotations?: Record<string, string>; labels?: Record<string, string>; ownerReferences?: Array<{ uid?: string }> };
-  spec?: { template?: unknown };
+  spec?: { replicas?: number; template?: unknown };
 }
 
 /**
@@ -175,6 +176,8 @@ export function previousTemplate(member: Member, replicaSets: readonly ReplicaSe
   const current = podSpecOf(member.spec?.template);
   const previous = replicaSets
     .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === member.metadata?.uid))
+    // One the gate made ahead for a window that never restored holds a template never migrated for.
+    .filter((rs) => !neverRan(rs))
     // Paused by the hold, the Deployment's revision is still the old ReplicaSet's: it counts too
     // (unpaused, the current revision's ReplicaSet has the current template and is passed over).
     .filter((rs) => revisionOf(rs) <= revision || revision === 0)

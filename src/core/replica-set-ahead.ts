@@ -27,13 +27,30 @@ interface Template { metadata?: { labels?: Record<string, string> }; spec?: unkn
 
 export interface AheadMember {
   metadata?: { name?: string; namespace?: string; uid?: string; annotations?: Record<string, string> };
-  spec?: { replicas?: number; paused?: boolean; minReadySeconds?: number; selector?: Selector; template?: Template };
+  spec?: {
+    replicas?: number; paused?: boolean; minReadySeconds?: number; selector?: Selector; template?: Template;
+    strategy?: { type?: string; rollingUpdate?: { maxSurge?: number | string } };
+  };
 }
 
 export interface AheadReplicaSet {
-  metadata?: { name?: string; creationTimestamp?: Date | string; ownerReferences?: OwnerRef[] };
+  metadata?: { name?: string; resourceVersion?: string; creationTimestamp?: Date | string; annotations?: Record<string, string>; ownerReferences?: OwnerRef[] };
   spec?: { replicas?: number; template?: Template };
+  status?: { replicas?: number };
 }
+
+/** The Deployment controller's annotations: the revision, and the replicas it last scaled a ReplicaSet for. */
+const REVISION = "deployment.kubernetes.io/revision";
+const DESIRED = "deployment.kubernetes.io/desired-replicas";
+const MAX = "deployment.kubernetes.io/max-replicas";
+
+/**
+ * A ReplicaSet the gate made ahead that never ran: still at zero, and never scaled by the
+ * Deployment controller or the restore (both write `desired-replicas` when they scale). Its
+ * template is one whose migration never committed: never a revision to return to.
+ */
+export const neverRan = (rs: { metadata?: { annotations?: Record<string, string> }; spec?: { replicas?: number } }): boolean =>
+  rs.metadata?.annotations?.[A.madeAheadFor] !== undefined && rs.metadata.annotations[DESIRED] === undefined && (rs.spec?.replicas ?? 0) === 0;
 
 /** JSON as the API means it: absent, null, empty object and empty array alike (the apiserver's semantic equality). */
 function canonical(value: unknown): unknown {
@@ -70,7 +87,7 @@ export function templateHash(template: Template | undefined): string {
   return Array.from(digest.subarray(0, 10), (byte) => ALPHABET[byte % ALPHABET.length]).join("");
 }
 
-const ownedBy = (member: AheadMember) => (rs: AheadReplicaSet) =>
+export const ownedBy = (member: AheadMember) => (rs: AheadReplicaSet) =>
   rs.metadata?.ownerReferences?.some((o) => o.controller === true && o.uid === member.metadata?.uid) ?? false;
 
 const created = (rs: AheadReplicaSet) => Date.parse(String(rs.metadata?.creationTimestamp ?? "")) || 0;
@@ -93,7 +110,12 @@ export function replicaSetAhead(member: AheadMember, replicaSets: readonly Ahead
   if (!metadata?.name || !metadata.uid || !spec?.template || !spec.selector) return undefined;
   if (spec.paused !== true || !isHolding(annotationsOf(member)[A.phase])) return undefined;
   if (currentReplicaSet(member, replicaSets)) return undefined;
+  // A paused Deployment with replicas and no ReplicaSet running them would have the controller
+  // scale this one up (its FindActiveOrLatest), before the migration: then make none.
+  const running = replicaSets.filter(ownedBy(member)).some((rs) => (rs.spec?.replicas ?? 0) > 0);
+  if ((spec.replicas ?? 1) > 0 && !running) return undefined;
   const hash = templateHash(spec.template);
+  if (metadata.name.length + 1 + hash.length > 253) return undefined;
   const template = JSON.parse(JSON.stringify(spec.template)) as Template;
   template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [TEMPLATE_HASH_LABEL]: hash } };
   const selector = JSON.parse(JSON.stringify(spec.selector)) as Selector;
@@ -112,18 +134,38 @@ export function replicaSetAhead(member: AheadMember, replicaSets: readonly Ahead
   };
 }
 
+/** The surge the Deployment controller allows above `replicas` (its MaxSurge: 25% rounded up by default, none for Recreate). */
+export function maxSurge(member: AheadMember, replicas: number): number {
+  if (member.spec?.strategy?.type === "Recreate") return 0;
+  const surge = member.spec?.strategy?.rollingUpdate?.maxSurge ?? "25%";
+  if (typeof surge === "number") return surge;
+  const percent = /^(\d+)%$/.exec(surge);
+  return percent ? Math.ceil((Number(percent[1]) * replicas) / 100) : Number(surge) || 0;
+}
+
 /**
  * The scale the restore gives the member's current ReplicaSet right after its unpausing
- * patch (`member` as that patch returned it): up to the member's replicas, when every other
- * ReplicaSet of the member is at zero, as the quiesce left them. Anything else (still
- * paused, a rollout with old pods left, already scaled) is the Deployment controller's.
+ * patch (`member` as that patch returned it): up to the member's replicas, when the
+ * Deployment controller has adopted it (its revision is the member's) and every other
+ * ReplicaSet of the member is at zero with no pod left, as the drain left them. The patch
+ * carries the ReplicaSet's resourceVersion (a change since the restore's read refuses it)
+ * and the annotations the controller writes when it scales. Anything else (still paused, a
+ * rollout with old pods left, already scaled, not adopted yet) is the Deployment controller's.
  */
 export function scaleUpAhead(member: AheadMember, replicaSets: readonly AheadReplicaSet[]): { name: string; patch: MergePatch } | undefined {
   const want = member.spec?.replicas ?? 1;
   if (member.spec?.paused === true || want === 0) return undefined;
   const current = currentReplicaSet(member, replicaSets);
-  if (!current?.metadata?.name || (current.spec?.replicas ?? 0) >= want) return undefined;
+  if (!current?.metadata?.name || !current.metadata.resourceVersion || (current.spec?.replicas ?? 0) >= want) return undefined;
+  const revision = current.metadata.annotations?.[REVISION];
+  if (revision === undefined || revision !== member.metadata?.annotations?.[REVISION]) return undefined;
   const others = replicaSets.filter(ownedBy(member)).filter((rs) => rs !== current);
-  if (others.some((rs) => (rs.spec?.replicas ?? 0) > 0)) return undefined;
-  return { name: current.metadata.name, patch: { spec: { replicas: want } } };
+  if (others.some((rs) => (rs.spec?.replicas ?? 0) > 0 || (rs.status?.replicas ?? 0) > 0)) return undefined;
+  return {
+    name: current.metadata.name,
+    patch: {
+      metadata: { resourceVersion: current.metadata.resourceVersion, annotations: { [DESIRED]: String(want), [MAX]: String(want + maxSurge(member, want)) } },
+      spec: { replicas: want },
+    },
+  };
 }

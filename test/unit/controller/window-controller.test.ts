@@ -212,6 +212,7 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(world.deployment("orders").metadata?.annotations?.[A.abort], undefined);
     assert.equal(world.deployment("orders").metadata?.annotations?.[A.phase], "Aborted");
     assert.equal(world.flag.on, false);
+    assert.deepEqual(world.deletedAhead, ["rollback"], "the ReplicaSets made at the opening are deleted as the members go back");
   });
 
   it("expires a window whose deadline passed before the commit, and holds it", async () => {

@@ -1,7 +1,10 @@
 import { strict as assert } from "node:assert";
 import { A } from "../../../src/core/annotations.js";
+import { previousTemplate } from "../../../src/core/member-patches.js";
 import {
   currentReplicaSet,
+  maxSurge,
+  neverRan,
   replicaSetAhead,
   sameTemplate,
   scaleUpAhead,
@@ -18,20 +21,20 @@ const template = (version: string) => ({
 });
 
 const held = (overrides: Partial<AheadMember["spec"]> = {}, phase: string = Phase.Migrating): AheadMember => ({
-  metadata: { name: "orders", namespace: "shop", uid: "uid-orders", annotations: { [A.phase]: phase } },
+  metadata: { name: "orders", namespace: "shop", uid: "uid-orders", annotations: { [A.phase]: phase, "deployment.kubernetes.io/revision": "2" } },
   spec: { replicas: 0, paused: true, minReadySeconds: 3, selector: { matchLabels: { app: "orders" } }, template: template("2"), ...overrides },
 });
 
-const replicaSet = (name: string, version: string, replicas: number, created: string, owner = "uid-orders"): AheadReplicaSet => {
+const replicaSet = (name: string, version: string, replicas: number, created: string, owner = "uid-orders", annotations: Record<string, string> = {}): AheadReplicaSet => {
   const t = template(version);
   return {
-    metadata: { name, creationTimestamp: created, ownerReferences: [{ uid: owner, controller: true }] },
+    metadata: { name, resourceVersion: "7", creationTimestamp: created, annotations: { "deployment.kubernetes.io/revision": "2", ...annotations }, ownerReferences: [{ uid: owner, controller: true }] },
     spec: { replicas, template: { ...t, metadata: { labels: { ...t.metadata.labels, [TEMPLATE_HASH_LABEL]: name.split("-")[1]! } } } },
   };
 };
 
 describe("the new ReplicaSet made ahead by the gate (replica-set-ahead)", function () {
-  it("compares templates as the apiserver does: the hash label, key order and empty fields aside", function () {
+  it("compares templates with the hash label, key order and empty fields aside (the revision check guards what this cannot tell)", function () {
     const a = template("2");
     const b = { spec: { restartPolicy: "Always", containers: [{ image: "registry.example/orders:2", name: "app" }] }, metadata: { labels: { version: "2", app: "orders", [TEMPLATE_HASH_LABEL]: "x" } } };
     assert.ok(sameTemplate(a, b));
@@ -78,17 +81,57 @@ describe("the new ReplicaSet made ahead by the gate (replica-set-ahead)", functi
     assert.ok(replicaSetAhead(held({}, Phase.Pending), [], "w"));
   });
 
-  it("scales the current ReplicaSet of an unpaused member up to its replicas when every other one is at zero", function () {
-    const sets = [replicaSet("orders-old", "1", 0, "2026-12-07T09:00:00Z"), replicaSet("orders-new", "2", 0, "2026-12-07T10:00:00Z")];
-    assert.deepEqual(scaleUpAhead(held({ paused: false, replicas: 3 }), sets), { name: "orders-new", patch: { spec: { replicas: 3 } } });
+  it("makes none for a paused member with replicas and no ReplicaSet running them (the controller would scale the new one up), nor for a name too long", function () {
+    assert.equal(replicaSetAhead(held({ replicas: 2 }), [replicaSet("orders-old", "1", 0, "2026-12-07T10:00:00Z")], "w"), undefined);
+    assert.ok(replicaSetAhead(held({ replicas: 2 }), [replicaSet("orders-old", "1", 2, "2026-12-07T10:00:00Z")], "w"));
+    const long = held();
+    long.metadata!.name = "x".repeat(243);
+    assert.equal(replicaSetAhead(long, [], "w"), undefined);
   });
 
-  it("leaves the rest to the Deployment controller: still paused, at zero, scaled already, old pods left, no match", function () {
+  it("scales the current ReplicaSet of an unpaused member up to its replicas when the controller adopted it and every other one is at zero", function () {
+    const sets = [replicaSet("orders-old", "1", 0, "2026-12-07T09:00:00Z"), replicaSet("orders-new", "2", 0, "2026-12-07T10:00:00Z")];
+    assert.deepEqual(scaleUpAhead(held({ paused: false, replicas: 3 }), sets), {
+      name: "orders-new",
+      patch: {
+        metadata: { resourceVersion: "7", annotations: { "deployment.kubernetes.io/desired-replicas": "3", "deployment.kubernetes.io/max-replicas": "4" } },
+        spec: { replicas: 3 },
+      },
+    });
+  });
+
+  it("leaves the rest to the Deployment controller: still paused, at zero, scaled already, old pods left, not adopted yet, no match", function () {
     const sets = [replicaSet("orders-old", "1", 0, "2026-12-07T09:00:00Z"), replicaSet("orders-new", "2", 0, "2026-12-07T10:00:00Z")];
     assert.equal(scaleUpAhead(held({ paused: true, replicas: 3 }), sets), undefined);
     assert.equal(scaleUpAhead(held({ paused: false, replicas: 0 }), sets), undefined);
     assert.equal(scaleUpAhead(held({ paused: false, replicas: 3 }), [sets[0]!, replicaSet("orders-new", "2", 3, "2026-12-07T10:00:00Z")]), undefined);
     assert.equal(scaleUpAhead(held({ paused: false, replicas: 3 }), [replicaSet("orders-old", "1", 1, "2026-12-07T09:00:00Z"), sets[1]!]), undefined);
+    const stopping = { ...sets[0]!, status: { replicas: 1 } };
+    assert.equal(scaleUpAhead(held({ paused: false, replicas: 3 }), [stopping, sets[1]!]), undefined, "an old pod still there (Recreate waits for it)");
+    const notAdopted = replicaSet("orders-new", "2", 0, "2026-12-07T10:00:00Z", "uid-orders", { "deployment.kubernetes.io/revision": "1" });
+    assert.equal(scaleUpAhead(held({ paused: false, replicas: 3 }), [sets[0]!, notAdopted]), undefined, "its revision is not the member's");
     assert.equal(scaleUpAhead(held({ paused: false, replicas: 3, template: template("9") }), sets), undefined);
+  });
+
+  it("reads the surge as the Deployment controller does", function () {
+    assert.equal(maxSurge(held(), 3), 1);
+    assert.equal(maxSurge(held(), 8), 2);
+    assert.equal(maxSurge(held({ strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 2 } } }), 3), 2);
+    assert.equal(maxSurge(held({ strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: "50%" } } }), 3), 2);
+    assert.equal(maxSurge(held({ strategy: { type: "Recreate" } }), 3), 0);
+  });
+
+  it("never returns a rollback to a template made ahead that never ran (its migration never committed)", function () {
+    const madeAhead = { [A.madeAheadFor]: "shop-db-1", "deployment.kubernetes.io/revision": "3" };
+    const old = replicaSet("orders-old", "1", 0, "2026-12-07T09:00:00Z", "uid-orders", { "deployment.kubernetes.io/revision": "1" });
+    // Adopted while paused (revision 3), then the member was re-applied with another template of the same version.
+    const unused = replicaSet("orders-ahead", "2", 0, "2026-12-07T10:00:00Z", "uid-orders", madeAhead);
+    const member = { ...held({ template: template("2b") }), metadata: { uid: "uid-orders", annotations: { "deployment.kubernetes.io/revision": "3" } } };
+    assert.ok(neverRan(unused));
+    const previous = previousTemplate(member, [old, unused]) as { metadata: { labels: Record<string, string> } };
+    assert.equal(previous.metadata.labels.version, "1");
+    const ran = replicaSet("orders-ahead", "2", 0, "2026-12-07T10:00:00Z", "uid-orders", { ...madeAhead, "deployment.kubernetes.io/desired-replicas": "2" });
+    assert.ok(!neverRan(ran), "scaled once (desired-replicas written): a revision like any other");
+    assert.equal((previousTemplate(member, [old, ran]) as { metadata: { labels: Record<string, string> } }).metadata.labels.version, "2");
   });
 });
