@@ -50,15 +50,6 @@ export interface GroupMembers {
    * changed meanwhile are read again and reconsidered. Returns the names patched.
    */
   patchEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
-  /**
-   * patchEach for the restore: each member its patch leaves unpaused also gets its new
-   * ReplicaSet scaled up by the gate at once, not by the rate-limited Deployment controller.
-   */
-  unpauseEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]>;
-  /** Makes, at zero, the ReplicaSet each held member will roll out to (see replica-set-ahead.ts); returns their names. */
-  makeReplicaSetsAhead(group: Group, windowId: string): Promise<string[]>;
-  /** Deletes the members' ReplicaSets made ahead that never ran (a rollback); returns their names. */
-  deleteReplicaSetsAhead(group: Group): Promise<string[]>;
   cronJobs(group: Group): Promise<k8s.V1CronJob[]>;
   patchCronJob(namespace: string, name: string, patch: MergePatch): Promise<void>;
   /**
@@ -176,9 +167,6 @@ export function fence(deps: WindowDeps, recorded: () => Promise<void> = async ()
       pods: members.pods.bind(members),
       replicaSets: members.replicaSets.bind(members),
       patchEach: guard(members.patchEach.bind(members)),
-      unpauseEach: guard(members.unpauseEach.bind(members)),
-      makeReplicaSetsAhead: guard(members.makeReplicaSetsAhead.bind(members)),
-      deleteReplicaSetsAhead: guard(members.deleteReplicaSetsAhead.bind(members)),
       patchCronJob: guard(members.patchCronJob.bind(members)),
       scaleToZero: guard(members.scaleToZero.bind(members)),
     },

@@ -2,7 +2,6 @@ import * as k8s from "@kubernetes/client-node";
 import { A } from "../core/annotations.js";
 import type { MergePatch, ReplicaSetLike } from "../core/member-patches.js";
 import { annotationsOf } from "../core/objects.js";
-import { currentReplicaSet, neverRan, ownedBy, replicaSetAhead, scaleUpAhead } from "../core/replica-set-ahead.js";
 import { podsBlockingDrain, type PodLike } from "../core/window-policy.js";
 import { groupMembers } from "../core/window.js";
 import { JSON_PATCH, MERGE_PATCH } from "../k8s/constants.js";
@@ -59,11 +58,12 @@ export class Members implements GroupMembers {
    * never one a user changed a moment before. False when the member changed (or is gone),
    * or the apiserver gave up on its own retries under concurrent writes (409).
    */
-  private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<k8s.V1Deployment | false> {
+  private async patchDeployment(deployment: k8s.V1Deployment, patch: MergePatch): Promise<boolean> {
     const name = deployment.metadata!.name!;
     const namespace = deployment.metadata!.namespace!;
     try {
-      return await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
+      await this.apps.patchNamespacedDeployment({ name, namespace, body: guardedPatch(deployment, patch) }, JSON_PATCH);
+      return true;
     } catch (error) {
       // Gone, or still conflicting after the apiserver's own retries of a patch without a resourceVersion: read again.
       if (apiStatus(error) === 404 || apiStatus(error) === 409) return false;
@@ -81,7 +81,6 @@ export class Members implements GroupMembers {
   /** In parallel (a group of 20 would otherwise wait 20 round trips); the first round uses the pass's read. */
   async patchEach(
     group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined,
-    /** Runs once the member's patch is in, with the member as the patch left it. */
     afterEach?: (patched: k8s.V1Deployment) => Promise<void>,
   ): Promise<string[]> {
     const patched: string[] = [];
@@ -92,9 +91,8 @@ export class Members implements GroupMembers {
         return patch ? [{ d, patch }] : [];
       });
       const results = await Promise.all(work.map(async ({ d, patch }) => {
-        const patched = await this.patchDeployment(d, patch);
-        if (!patched) return undefined;
-        await afterEach?.(patched);
+        if (!(await this.patchDeployment(d, patch))) return undefined;
+        await afterEach?.(d);
         return d.metadata!.name!;
       }));
       patched.push(...results.filter((name): name is string => name !== undefined));
@@ -156,76 +154,6 @@ export class Members implements GroupMembers {
     const uids = new Set(owned.map((rs) => rs.metadata?.uid));
     const running = pods.filter((p) => !p.metadata?.deletionTimestamp && p.metadata?.ownerReferences?.some((o) => o.controller && uids.has(o.uid)));
     await Promise.all(running.map((p) => ignoreNotFound(this.core.deleteNamespacedPod({ name: p.metadata!.name!, namespace }))));
-  }
-
-  /**
-   * A ReplicaSet at zero for each held, paused member whose template has none yet
-   * (core/replica-set-ahead.ts), so that the restore need not wait for the Deployment
-   * controller to make it. One made meanwhile by another replica counts as made.
-   */
-  async makeReplicaSetsAhead(group: Group, windowId: string): Promise<string[]> {
-    const { namespace } = group;
-    const sets = (await this.apps.listNamespacedReplicaSet({ namespace })).items;
-    const make = async (member: k8s.V1Deployment): Promise<string | undefined> => {
-      const body = replicaSetAhead(member, sets, windowId) as k8s.V1ReplicaSet | undefined;
-      if (!body) return undefined;
-      const name = body.metadata!.name!;
-      try {
-        await this.apps.createNamespacedReplicaSet({ namespace, body });
-        return name;
-      } catch (error) {
-        if (apiStatus(error) !== 409) throw error;
-      }
-      // There already: made by another replica of the gate, or someone else's of that name.
-      const existing = await this.apps.readNamespacedReplicaSet({ name, namespace });
-      return currentReplicaSet(member, [existing]) ? name : undefined;
-    };
-    const results = await Promise.allSettled(group.deployments.map(make));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
-    return results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
-  }
-
-  /**
-   * Deletes the ReplicaSets made ahead for the group's members that never ran (a window
-   * rolled back before its commit), so that no revision of a template whose migration never
-   * committed stays for `kubectl rollout undo`. Each only as it was listed (its resourceVersion).
-   */
-  async deleteReplicaSetsAhead(group: Group): Promise<string[]> {
-    const { namespace } = group;
-    const sets = (await this.apps.listNamespacedReplicaSet({ namespace })).items;
-    const unused = sets.filter((rs) => neverRan(rs) && group.deployments.some((d) => ownedBy(d)(rs)));
-    await Promise.all(unused.map(async (rs) => {
-      try {
-        await this.apps.deleteNamespacedReplicaSet({ name: rs.metadata!.name!, namespace, body: { preconditions: { resourceVersion: rs.metadata!.resourceVersion! } } });
-      } catch (error) {
-        // Gone already, or changed since the list (scaled: it runs now, and stays).
-        if (apiStatus(error) !== 404 && apiStatus(error) !== 409) throw error;
-      }
-    }));
-    return unused.map((rs) => rs.metadata!.name!);
-  }
-
-  /**
-   * patchEach, and for each member its patch leaves unpaused, its current ReplicaSet scaled to
-   * the member's replicas at once (core/replica-set-ahead.ts, scaleUpAhead) from a list of the
-   * ReplicaSets read beside the patches.
-   */
-  async unpauseEach(group: Group, what: string, patchFor: (d: k8s.V1Deployment) => MergePatch | undefined): Promise<string[]> {
-    const { namespace } = group;
-    const listed = this.apps.listNamespacedReplicaSet({ namespace });
-    listed.catch(() => undefined); // awaited below
-    const scaleUp = async (member: k8s.V1Deployment) => {
-      const scale = scaleUpAhead(member, (await listed).items);
-      if (!scale) return;
-      try {
-        await this.apps.patchNamespacedReplicaSet({ name: scale.name, namespace, body: scale.patch }, MERGE_PATCH);
-      } catch (error) {
-        // Changed since the list (the controller scaled it first) or gone: the controller's to do.
-        if (apiStatus(error) !== 404 && apiStatus(error) !== 409) throw error;
-      }
-    };
-    return this.patchEach(group, what, patchFor, scaleUp);
   }
 
   /** Whether the pod cache shows the pods as they were at `resourceVersion` or later (see WatchedCache.reflects). */

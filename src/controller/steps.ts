@@ -48,27 +48,9 @@ const wait = (ms: number): StepResult => ({ kind: "wait", ms });
 const iso = (ms: number) => new Date(ms).toISOString();
 const names = (members: readonly k8s.V1Deployment[]) => members.map((d) => d.metadata!.name!);
 
-/**
- * The window's first step: the maintenance page on (when the group asks for it), and beside
- * it each held member's new ReplicaSet made at zero (core/replica-set-ahead.ts), off the
- * downtime, for the restore to scale at once. Without them (refused, say by an older install's
- * role) the restore waits for the Deployment controller to make them, as before.
- */
 async function maintenanceOn({ deps, group, state }: StepContext): Promise<StepResult> {
-  const ahead = deps.members.makeReplicaSetsAhead(group, state.id).then(
-    (made) => {
-      if (made.length > 0) deps.log.info({ namespace: group.namespace, group: state.group, window: state.id, replicaSets: made }, "made the members' new ReplicaSets at zero");
-    },
-    (error: unknown) => {
-      if (error instanceof LostLeadership) throw error;
-      deps.log.warn({ err: error, namespace: group.namespace, group: state.group, window: state.id },
-        "could not make the members' new ReplicaSets ahead; the restore waits for the Deployment controller to make them");
-    });
-  if (!state.maintenance) {
-    await ahead;
-    return done();
-  }
-  const [{ owned }] = await Promise.all([deps.maintenance.turnOn(group.namespace, state.id), ahead]);
+  if (!state.maintenance) return done();
+  const { owned } = await deps.maintenance.turnOn(group.namespace, state.id);
   return done({ maintenanceOwned: owned || state.maintenanceOwned === true });
 }
 
@@ -310,7 +292,7 @@ async function restore(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const message = `schema version ${state.version} applied by window ${state.id}`;
   const patchFor = (d: k8s.V1Deployment) => restorePatch(d, state.version, message);
-  const restoring = Promise.all([deps.members.unpauseEach(group, "restore them", patchFor), resumeCronJobs(context)]);
+  const restoring = Promise.all([deps.members.patchEach(group, "restore them", patchFor), resumeCronJobs(context)]);
   // From the cache: the members the API lists and the cached round did not patch are looked at again (startsFromCache).
   const listed = context.fromCache ? deps.members.read(group.namespace, group.name) : undefined;
   listed?.catch(() => undefined); // awaited below
@@ -327,7 +309,7 @@ async function restore(context: StepContext): Promise<StepResult> {
     } else {
       members = read.deployments;
       const rest = members.filter((d) => !restored.includes(d.metadata!.name!));
-      restored.push(...(await deps.members.unpauseEach({ ...group, deployments: rest }, "restore them", patchFor)));
+      restored.push(...(await deps.members.patchEach({ ...group, deployments: rest }, "restore them", patchFor)));
     }
   }
   if (restored.length > 0) await deps.narrate(members, "Normal", "Restored", `window ${state.id}: replicas restored: ${restored.join(", ")}`);
@@ -362,8 +344,6 @@ async function maintenanceOff({ deps, group, state }: StepContext): Promise<Step
 async function rollback(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const verb = ENDINGS[finalResult(state)].verb;
-  // The new ReplicaSets made at the opening hold templates never migrated for: none stays a revision.
-  await deps.members.deleteReplicaSetsAhead(group);
   const needsTemplates = group.deployments.some((d) => isHeld(annotationsOf(d)) && changedByWindow(d, state));
   const sets: ReplicaSetLike[] = needsTemplates ? await deps.members.replicaSets(group.namespace) : [];
   await deps.members.patchEach(group, "roll them back", (d) =>

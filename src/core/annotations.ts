@@ -22,8 +22,6 @@ export const A = {
   message: `${PREFIX}message`,
   /** The `spec.progressDeadlineSeconds` a paused hold put aside (see admission.ts, NO_PROGRESS_DEADLINE). */
   progressDeadline: `${PREFIX}progress-deadline-seconds`,
-  /** On a ReplicaSet the gate made for a held member's new template: the window it was made for (see replica-set-ahead.ts). */
-  madeAheadFor: `${PREFIX}made-ahead-for-window`,
   /** On a sidecar's pod: the flag state it was nudged to re-read (see maintenance/sidecar-nudge.ts). */
   flagSeen: `${PREFIX}flag-seen`,
 } as const;

@@ -1,7 +1,6 @@
 import { A } from "./annotations.js";
 import { annotationsOf } from "./objects.js";
 import { isHeld, isHolding, Phase } from "./phase.js";
-import { neverRan } from "./replica-set-ahead.js";
 import type { WindowState } from "./window.js";
 
 /**
@@ -20,7 +19,7 @@ export interface Member {
 
 export interface ReplicaSetLike {
   metadata?: { annotations?: Record<string, string>; labels?: Record<string, string>; ownerReferences?: Array<{ uid?: string }> };
-  spec?: { replicas?: number; template?: unknown };
+  spec?: { template?: unknown };
 }
 
 /**
@@ -176,8 +175,6 @@ export function previousTemplate(member: Member, replicaSets: readonly ReplicaSe
   const current = podSpecOf(member.spec?.template);
   const previous = replicaSets
     .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === member.metadata?.uid))
-    // One the gate made ahead for a window that never restored holds a template never migrated for.
-    .filter((rs) => !neverRan(rs))
     // Paused by the hold, the Deployment's revision is still the old ReplicaSet's: it counts too
     // (unpaused, the current revision's ReplicaSet has the current template and is passed over).
     .filter((rs) => revisionOf(rs) <= revision || revision === 0)

@@ -4,7 +4,6 @@ import pg from "pg";
 import { pollUntil } from "../../src/util/wait.js";
 import { A } from "../../src/core/annotations.js";
 import { NO_PROGRESS_DEADLINE } from "../../src/core/member-patches.js";
-import { AuditLog } from "../support/audit.js";
 import { startGate, waitForWebhooks, type GateProcess } from "../support/gate.js";
 import { testEnv, testNamespace, type TestEnv } from "../support/env.js";
 import {
@@ -80,8 +79,6 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
     it("terminates the sessions that would block ALTER TABLE, migrates once, and starts no new pod before the commit", async function () {
       const sessions = await appSessions(url);
       const stored = await watchDeployments(env, ns);
-      const audit = AuditLog.of(env);
-      const auditMark = audit.mark();
       try {
         await releaseShop(env, ns, { schemaVersion: "2", sql: V2 });
         const state = await windowSettled(env, ns, "2");
@@ -127,28 +124,11 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
           assert.ok(Date.parse(String(pod.metadata!.creationTimestamp)) >= Math.floor(committed / 1000) * 1000, `${pod.metadata!.name} created before the commit`);
         }
 
-        const replicaSets = (await env.apps.listNamespacedReplicaSet({ namespace: ns })).items;
-        const writes = audit.writesSince(auditMark);
         for (const [name, replicas] of Object.entries(SHOP_SERVICES)) {
           const d = (await deploymentsOf(env, ns)).get(name)!;
           assert.equal(d.spec?.replicas, replicas, name);
           assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined);
           assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2");
-          // The new ReplicaSet is the one the window made at its opening: the Deployment
-          // controller adopted it (its next revision) and made none of its own.
-          const owned = replicaSets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid));
-          const current = owned.filter((rs) => rs.spec?.template?.spec?.containers[0]?.image?.endsWith(":2"));
-          assert.equal(current.length, 1, `${name}: ${current.map((rs) => rs.metadata?.name).join(", ")}`);
-          assert.equal(current[0]!.metadata?.annotations?.[A.madeAheadFor], state.id, `${name}: made ahead`);
-          // The gate's restore scaled it up, as it unpaused the member: accepted, or refused as stale
-          // when the Deployment controller (with budget to spare here) had just scaled it first.
-          const scales = writes.filter((w) => w.verb === "patch" && w.what === `replicasets ${ns}/${current[0]!.metadata!.name}` && w.receivedMs >= Date.parse(state.committedAt!));
-          assert.equal(scales.length, 1, `${name}: ${JSON.stringify(scales)}`);
-          assert.ok([200, 409].includes(scales[0]!.code), `${name}: ${scales[0]!.code}`);
-          assert.equal(current[0]!.spec?.replicas, replicas);
-          assert.equal(current[0]!.metadata?.annotations?.["deployment.kubernetes.io/revision"], d.metadata?.annotations?.["deployment.kubernetes.io/revision"]);
-          assert.equal(d.status?.updatedReplicas, replicas, `${name}: the controller counts its pods as the new revision's`);
-          await env.cluster.kubectl(["-n", ns, "rollout", "status", `deployment/${name}`, "--timeout=30s"]);
         }
 
         // The Events tell the story on each member, in order.
@@ -323,10 +303,6 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
         assert.equal(d.metadata?.annotations?.[A.schemaVersion], "1");
         assert.equal(d.metadata?.annotations?.[A.appliedVersion], "1");
       }
-      // The ReplicaSets made at the opening for version 2 are gone: `kubectl rollout undo` cannot reach an unmigrated template.
-      const sets = (await env.apps.listNamespacedReplicaSet({ namespace: ns })).items;
-      assert.deepEqual(sets.filter((rs) => rs.spec?.template?.spec?.containers[0]?.image?.endsWith(":2")).map((rs) => rs.metadata?.name), []);
-      assert.ok(sets.length >= 3, "each service's own ReplicaSet stays");
       assert.deepEqual(await columns(url), ["id", "name", "price"]);
       assert.deepEqual((await history(url)).map((h) => h.file), ["001-items.sql"]);
       const reasons = await pollUntil(async () => {

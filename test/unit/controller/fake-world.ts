@@ -85,13 +85,6 @@ export class FakeWorld {
   apiReads: Array<string | undefined> = [];
   /** How often the window stopped the members' pods itself. */
   podsStopped = 0;
-  /** The record's step each time the window made the members' new ReplicaSets ahead, and whether that call fails. */
-  madeAhead: Array<string | undefined> = [];
-  failMakingAhead = false;
-  /** The record's step each time the window deleted the ReplicaSets made ahead that never ran. */
-  deletedAhead: Array<string | undefined> = [];
-  /** The record's step of each restore that scaled the members' new ReplicaSets itself. */
-  unpaused: Array<string | undefined> = [];
   /** The resourceVersion of the last pod list scaleToZero read, and whether the pod cache has seen it (else it lags). */
   podListVersion = 0;
   podCacheSeesAll = true;
@@ -296,19 +289,6 @@ export class FakeWorld {
         },
         cached: () => world.frozenCache?.group ?? group(),
         patchEach,
-        unpauseEach: (g, what, patchFor) => {
-          world.unpaused.push(world.record.state?.step);
-          return patchEach(g, what, patchFor);
-        },
-        makeReplicaSetsAhead: async () => {
-          world.madeAhead.push(world.record.state?.step);
-          if (world.failMakingAhead) throw new Error("replicasets.apps is forbidden: cannot create resource \"replicasets\"");
-          return [];
-        },
-        deleteReplicaSetsAhead: async () => {
-          world.deletedAhead.push(world.record.state?.step);
-          return [];
-        },
         // The real one stops each member's pods once that member's patch to zero is in: a member must be at zero first.
         scaleToZero: async (g, patchFor) => {
           const scaled = await patchEach(g, "scale them to zero", patchFor);

@@ -62,30 +62,6 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(world.podsStopped, 1, "the quiesce stopped the pods itself, once every member was at zero");
   });
 
-  it("makes the members' new ReplicaSets at the opening, before any pod stops, and scales them itself at the restore", async () => {
-    const world = new FakeWorld({ applied: "1" });
-    const servingWhenMade: number[] = [];
-    const deps = world.deps();
-    const make = deps.members.makeReplicaSetsAhead;
-    deps.members.makeReplicaSetsAhead = async (group, id) => {
-      servingWhenMade.push(...MEMBERS.map((name) => world.deployment(name).spec?.replicas ?? 0));
-      return make(group, id);
-    };
-    assert.equal(await drive(world, deps), "settled");
-    assertDone(world);
-    assert.deepEqual(world.madeAhead, ["maintenance-on"]);
-    assert.deepEqual(servingWhenMade, [2, 2, 2], "made while the old pods still served");
-    assert.ok(world.unpaused.length > 0 && world.unpaused.every((step) => step === "restore"), `unpaused at: ${world.unpaused.join(", ")}`);
-  });
-
-  it("goes on when the new ReplicaSets cannot be made ahead (an older install's role refuses): the Deployment controller makes them", async () => {
-    const world = new FakeWorld({ applied: "1" });
-    world.failMakingAhead = true;
-    assert.equal(await drive(world, world.deps()), "settled");
-    assertDone(world);
-    assert.deepEqual(world.madeAhead, ["maintenance-on"], "tried once, not retried as a failed step");
-  });
-
   it("runs a Job-runner window, looking at the Job until it completes", async () => {
     const world = new FakeWorld({ applied: "1", runner: "job" });
     assert.equal(await drive(world, world.deps()), "settled");
@@ -212,7 +188,6 @@ describe("the window controller, driven with fakes", () => {
     assert.equal(world.deployment("orders").metadata?.annotations?.[A.abort], undefined);
     assert.equal(world.deployment("orders").metadata?.annotations?.[A.phase], "Aborted");
     assert.equal(world.flag.on, false);
-    assert.deepEqual(world.deletedAhead, ["rollback"], "the ReplicaSets made at the opening are deleted as the members go back");
   });
 
   it("expires a window whose deadline passed before the commit, and holds it", async () => {
