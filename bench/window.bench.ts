@@ -173,8 +173,9 @@ async function scriptedApproach(env: TestEnv, count: number): Promise<Approach> 
 }
 
 /** The new pods' stages, after the old ones ended, as `pods: <stage>` figures. */
+const STAGE = "pods: ";
 const newPods = (pods: PodWatch, version: string, endedAt: number) =>
-  Object.fromEntries(Object.entries(podStages(pods.pods, version, endedAt)).map(([stage, ms]) => [`pods: ${stage}`, ms]));
+  Object.fromEntries(Object.entries(podStages(pods.pods, version, endedAt)).map(([stage, ms]) => [`${STAGE}${stage}`, ms]));
 
 /** Once version 1's `count` pods are Ready: the approach's upgrades, each timed by `upgrade` on the namespace's pod watch. */
 async function approach(
@@ -238,8 +239,8 @@ try {
       formatMs(gate.overhead!), formatMs(script.downtime!),
       `${formatMs(script.drain!)} / ${formatMs(script.gone!)} / ${formatMs(script.migrate!)} / ${formatMs(script.readiness!)}`,
     ]);
-    const stages = Object.keys(gate).filter((k) => k.startsWith("pods: "));
-    podRows.push(`${count}: ${stages.map((k) => `${k.slice(6)} ${formatMs(gate[k]!)} / ${formatMs(script[k]!)}`).join(", ")}`);
+    const stages = Object.keys(gate).filter((k) => k.startsWith(STAGE));
+    podRows.push(`${count}: ${stages.map((k) => `${k.slice(STAGE.length)} ${formatMs(gate[k]!)} / ${formatMs(script[k]!)}`).join(", ")}`);
     overheads.push(`${count}: ${results.gate.map((r) => formatMs(r.overhead!)).join(", ")}`);
   }
   const header = [

@@ -25,7 +25,15 @@ function podCgroupDirs(): string[] {
     .filter((dir) => existsSync(dir));
 }
 
-const gone = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOENT";
+/** What `read` returns, or undefined when what it reads was removed meanwhile (ENOENT). */
+function unlessGone<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
 
 /**
  * Each directory under `dir`, children before their parent. A directory removed after its
@@ -33,13 +41,8 @@ const gone = (error: unknown) => (error as NodeJS.ErrnoException).code === "ENOE
  * passed over, with its subtree.
  */
 export function walk(dir: string, visit: (dir: string) => void): void {
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch (error) {
-    if (gone(error)) return;
-    throw error;
-  }
+  const entries = unlessGone(() => readdirSync(dir, { withFileTypes: true }));
+  if (!entries) return;
   for (const entry of entries) {
     if (entry.isDirectory()) walk(join(dir, entry.name), visit);
   }
@@ -50,13 +53,7 @@ export function walk(dir: string, visit: (dir: string) => void): void {
 export function pidsUnder(dir: string): number[] {
   const pids = new Set<number>();
   walk(dir, (cgroup) => {
-    let procs: string;
-    try {
-      procs = readFileSync(join(cgroup, "cgroup.procs"), "utf8");
-    } catch (error) {
-      if (gone(error)) return;
-      throw error;
-    }
+    const procs = unlessGone(() => readFileSync(join(cgroup, "cgroup.procs"), "utf8")) ?? "";
     procs.split("\n").filter(Boolean).forEach((pid) => pids.add(Number(pid)));
   });
   return [...pids];
