@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import pg from "pg";
 import { A } from "../../src/core/annotations.js";
 import { STEPS, type Step } from "../../src/core/window.js";
 import { pollUntil } from "../../src/util/wait.js";
@@ -22,6 +23,8 @@ interface Run {
   converge(target: string): Promise<void>;
   /** A frozen leader resumes only once its successor finished the step (else once the successor acted). */
   resumeAfterStep?: boolean;
+  /** Lets go of what held the step open (see `holdTerminate`), once the signal was sent. */
+  release?(): Promise<void>;
 }
 
 describe("two gate replicas: the leader killed, frozen, or with its clock off", function () {
@@ -98,6 +101,7 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
       leader.process.child.kill("SIGSTOP");
     }
     const landed = (await windowRecord(env, run.namespace))?.step === run.step;
+    await run.release?.();
     let label = run.label + attempt + (landed ? "" : ", the signal late");
     if (how === "freeze") {
       const frozenFor = await freeze(leader, successor, mark, run);
@@ -144,10 +148,19 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     assert.equal((await windowSettled(env, namespace, "1")).result, "Done");
     await shopReady(env, namespace);
     let version = 1;
-    /** The next upgrade: one file adding a column per suffix, the first one ending with `slow`. */
-    const next = (label: string, step: Step, { suffixes = [""], slow = "", resumeAfterStep = false } = {}): Run => ({
+    let held: (() => Promise<void>) | undefined;
+    /**
+     * The next upgrade: one file adding a column per suffix, the first one ending with `slow`.
+     * `holdTerminate` keeps a session on the database whose server process is stopped
+     * (SIGSTOP): the terminate step's signal to it stays pending, so the step waits for it to
+     * exit until the run's release continues the process, which then ends at once. Without
+     * it terminate is over in a few milliseconds, sooner than a signal can be sure to land.
+     */
+    const next = (label: string, step: Step, { suffixes = [""], slow = "", resumeAfterStep = false, holdTerminate = false } = {}): Run => ({
       label, namespace, step, resumeAfterStep,
+      release: async () => { await held?.(); held = undefined; },
       async start() {
+        if (holdTerminate) held = await stoppedSession(url);
         const target = String(++version);
         suffixes.forEach((suffix, i) => {
           sql[`${target.padStart(3, "0")}-c${target}${suffix}.sql`] = `ALTER TABLE items ADD COLUMN c${target}${suffix} int;${i === 0 ? slow : ""}`;
@@ -188,7 +201,7 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     // write after migrate.
     for (const step of STEPS.filter((s) => s !== "verify")) {
       it(`the other replica finishes a window whose leader was killed in step ${step}`, async function () {
-        await disrupt("kill", next(`killed in ${step}`, step, { slow: step === "migrate" ? "\nSELECT pg_sleep(1);" : "" }));
+        await disrupt("kill", next(`killed in ${step}`, step, { slow: step === "migrate" ? "\nSELECT pg_sleep(1);" : "", holdTerminate: step === "terminate" }));
       });
     }
   });
@@ -274,3 +287,26 @@ describe("two gate replicas: the leader killed, frozen, or with its clock off", 
     });
   }
 });
+
+/**
+ * A session on the database at `url` whose server process is stopped; the function returned
+ * continues the process (a terminate signal sent meanwhile then ends it) and closes the client.
+ * PostgreSQL runs on this machine in the test ground, so its backend pid is ours to signal.
+ */
+async function stoppedSession(url: string): Promise<() => Promise<void>> {
+  const client = new pg.Client({ connectionString: url, application_name: "failover-held-session" });
+  client.on("error", () => undefined); // the gate terminates it: that is the point
+  await client.connect();
+  const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+  const pid = rows[0]?.pid;
+  assert.ok(pid, "the held session's server process");
+  process.kill(pid, "SIGSTOP");
+  return async () => {
+    try {
+      process.kill(pid, "SIGCONT");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+    await client.end().catch(() => undefined);
+  };
+}

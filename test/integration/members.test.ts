@@ -66,10 +66,14 @@ describe("members: the window's guarded writes against the real apiserver", func
   it("writes over a status update made after its read, without reading the group again", async function () {
     const read = await created("status-between");
     // What the Deployment controller does all through a window: a status write, a new resourceVersion.
-    await env.apps.replaceNamespacedDeploymentStatus({
+    // A patch, not a replace over the read: the controller may write the status again in between,
+    // and a replace would then be refused with a conflict before the guard is even asked.
+    await env.apps.patchNamespacedDeploymentStatus({
       name: "status-between", namespace: ns,
-      body: { ...read, status: { ...read.status, conditions: [...(read.status?.conditions ?? []), { type: "Probed", status: "True" }] } },
-    });
+      body: { status: { conditions: [...(read.status?.conditions ?? []), { type: "Probed", status: "True" }] } },
+    }, MERGE_PATCH);
+    const between = await env.apps.readNamespacedDeployment({ name: "status-between", namespace: ns });
+    assert.notEqual(between.metadata?.resourceVersion, read.metadata?.resourceVersion, "the status write gave a new resourceVersion");
     const seen: number[] = [];
     const patched = await members.patchEach({ namespace: ns, name: read.metadata!.name!, deployments: [read] }, "record them", recordReplicas(seen));
     assert.deepEqual(patched, ["status-between"]);
