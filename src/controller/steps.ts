@@ -4,6 +4,7 @@ import {
   changedByWindow,
   cronJobResumePatch,
   cronJobSuspendPatch,
+  deadlineBackPatch,
   isQuiesced,
   previousTemplate,
   quiescePatch,
@@ -291,7 +292,8 @@ async function resumeCronJobs({ deps, group, state }: StepContext): Promise<void
 async function restore(context: StepContext): Promise<StepResult> {
   const { deps, group, state } = context;
   const message = `schema version ${state.version} applied by window ${state.id}`;
-  const patchFor = (d: k8s.V1Deployment) => restorePatch(d, state.version, message);
+  // The progress deadlines stay aside until maintenance-off: see nextRevision in member-patches.ts.
+  const patchFor = (d: k8s.V1Deployment) => restorePatch(d, state.version, message, { deadlineLater: true });
   const restoring = Promise.all([deps.members.patchEach(group, "restore them", patchFor), resumeCronJobs(context)]);
   // From the cache: the members the API lists and the cached round did not patch are looked at again (startsFromCache).
   const listed = context.fromCache ? deps.members.read(group.namespace, group.name) : undefined;
@@ -336,8 +338,12 @@ async function readiness({ deps, group, state }: StepContext): Promise<StepResul
   return done();
 }
 
+/** The page off, and beside it the progress deadlines the restore kept aside given back (the rollouts are done). */
 async function maintenanceOff({ deps, group, state }: StepContext): Promise<StepResult> {
-  if (state.maintenanceOwned) await deps.maintenance.turnOff(group.namespace, state.id);
+  await Promise.all([
+    state.maintenanceOwned ? deps.maintenance.turnOff(group.namespace, state.id) : undefined,
+    deps.members.patchEach(group, "give their progress deadlines back", deadlineBackPatch),
+  ]);
   return done();
 }
 

@@ -74,7 +74,7 @@ export function quiescePatch(member: Member, message: string): MergePatch | unde
  * that asks for another version (two upgrades raced, or a stale cache let one through)
  * is not released on this schema: it goes back to Pending for a window of its own.
  */
-export function restorePatch(member: Member, version: string, message: string): MergePatch | undefined {
+export function restorePatch(member: Member, version: string, message: string, { deadlineLater = false } = {}): MergePatch | undefined {
   const annotations = annotationsOf(member);
   if (!isHolding(annotations[A.phase])) return undefined;
   const wants = annotations[A.schemaVersion];
@@ -83,12 +83,47 @@ export function restorePatch(member: Member, version: string, message: string): 
     if (annotations[A.phase] === Phase.Pending && annotations[A.message] === waiting) return undefined;
     return { metadata: { annotations: { [A.phase]: Phase.Pending, [A.message]: waiting } } };
   }
-  const deadline = deadlineBack(member);
+  const unpause = heldPaused(member, version);
+  const deadline = deadlineLater ? undefined : deadlineBack(member);
+  const revision = deadlineLater && unpause ? nextRevision(member) : undefined;
   return {
-    metadata: { annotations: { [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null, ...deadline?.annotations } },
+    metadata: { annotations: {
+      [A.phase]: Phase.Done, [A.appliedVersion]: version, [A.message]: message, [A.desiredReplicas]: null, ...deadline?.annotations,
+      ...(revision ? { [REVISION]: revision } : {}),
+    } },
     // Unpausing rolls the held template out, now that its schema is in.
-    spec: { replicas: desiredReplicas(member), ...(heldPaused(member, version) ? { paused: false } : {}), ...deadline?.spec },
+    spec: { replicas: desiredReplicas(member), ...(unpause ? { paused: false } : {}), ...deadline?.spec },
   };
+}
+
+/** The annotation the Deployment controller keeps at the revision of a Deployment's newest ReplicaSet. */
+const REVISION = "deployment.kubernetes.io/revision";
+
+/**
+ * The revision the Deployment controller gives the ReplicaSet it makes for a held template
+ * once the member is unpaused: one past the member's own (its newest ReplicaSet's: held
+ * paused, none was made for the new template). Its first sync of the member then has no
+ * revision to write, and with no progress deadline yet (see `deadlineBack`) no condition
+ * either, so it makes the ReplicaSet with one status write instead of two, the second of
+ * which it sent over the first's stale copy and had refused (409) and redone: at 20
+ * members, 40 fewer requests in its rate-limited queue (20 a second) before the last new
+ * ReplicaSet. Should the controller count otherwise, it writes its own, as it always did.
+ */
+function nextRevision(member: Member): string | undefined {
+  const current = annotationsOf(member)[REVISION] ?? "0";
+  return /^\d+$/.test(current) ? String(Number(current) + 1) : undefined;
+}
+
+/**
+ * A restored member's progress deadline given back once the window's rollouts are done
+ * (the restore keeps it aside, see `nextRevision`); nothing for a member the gate holds,
+ * whose unpausing patch gives it back.
+ */
+export function deadlineBackPatch(member: Member): MergePatch | undefined {
+  if (isHeld(annotationsOf(member))) return undefined;
+  const deadline = deadlineBack(member);
+  if (!deadline) return undefined;
+  return { metadata: { annotations: deadline.annotations }, ...(Object.keys(deadline.spec).length > 0 ? { spec: deadline.spec } : {}) };
 }
 
 /** Paused by the hold: the member carries the version the gate held it for. */
@@ -159,7 +194,7 @@ export function rollbackPatch(member: Member, state: WindowState, previous: unkn
 }
 
 const revisionOf = (object: { metadata?: { annotations?: Record<string, string> } }) =>
-  Number(object.metadata?.annotations?.["deployment.kubernetes.io/revision"] ?? "0");
+  Number(object.metadata?.annotations?.[REVISION] ?? "0");
 
 function podSpecOf(template: unknown): string {
   return JSON.stringify((template as { spec?: unknown } | undefined)?.spec ?? {});

@@ -1,7 +1,7 @@
 import type * as k8s from "@kubernetes/client-node";
 import { pino } from "pino";
 import { A } from "../../../src/core/annotations.js";
-import type { MergePatch } from "../../../src/core/member-patches.js";
+import { NO_PROGRESS_DEADLINE, type MergePatch } from "../../../src/core/member-patches.js";
 import type { MigrationFile } from "../../../src/core/migrations.js";
 import { migrationJobName, StepFailure, type WindowState } from "../../../src/core/window.js";
 import type { Group, JobState, WindowDeps } from "../../../src/controller/deps.js";
@@ -154,14 +154,15 @@ export class FakeWorld {
           "deployment.kubernetes.io/revision": "2",
           [A.database]: GROUP, [A.schemaVersion]: version, [A.databaseSecret]: "shop-db",
           ...runner, [A.onFailure]: this.options.onFailure ?? "hold",
-          [A.phase]: "Pending", [A.desiredReplicas]: "2",
+          [A.phase]: "Pending", [A.desiredReplicas]: "2", [A.progressDeadline]: "600",
           ...(applied ? { [A.appliedVersion]: applied } : {}),
         },
       },
-      // As the hold leaves it: paused, the old pods still serving (none for a first install).
+      // As the hold leaves it: paused with no progress deadline, the old pods still serving (none for a first install).
       spec: {
         replicas: applied ? 2 : 0,
         paused: true,
+        progressDeadlineSeconds: NO_PROGRESS_DEADLINE,
         selector: { matchLabels: { app: name } },
         template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: "app", image: `shop/${name}:${version}` }] } },
       },

@@ -4,7 +4,7 @@ import { STEPS, StepFailure, type Step } from "../../../src/core/window.js";
 import { isBeforeCommit } from "../../../src/core/window.js";
 import { resumeStep } from "../../../src/core/window-policy.js";
 import { STEP_BODIES, type StepBody } from "../../../src/controller/steps.js";
-import { rolloutReady } from "../../../src/core/member-patches.js";
+import { NO_PROGRESS_DEADLINE, rolloutReady } from "../../../src/core/member-patches.js";
 import { LostLeadership } from "../../../src/k8s/leader.js";
 import { drive, type Steps } from "./drive.js";
 import { reconcileGroup } from "../../../src/controller/reconcile.js";
@@ -31,6 +31,8 @@ function assertDone(world: FakeWorld): void {
     assert.equal(d.metadata?.annotations?.[A.phase], "Done", name);
     assert.equal(d.metadata?.annotations?.[A.appliedVersion], "2", name);
     assert.equal(d.metadata?.annotations?.[A.desiredReplicas], undefined, name);
+    assert.equal(d.spec?.progressDeadlineSeconds, 600, `${name}'s progress deadline given back`);
+    assert.equal(d.metadata?.annotations?.[A.progressDeadline], undefined, name);
   }
   assert.deepEqual([...world.applied.values()], world.files.map(() => 1), "every SQL file applied exactly once");
   assert.equal(world.flag.on, false, "maintenance off at the end");
@@ -44,11 +46,24 @@ describe("the window controller, driven with fakes", () => {
   it("runs a full window: the steps in order, the story told, the migration once, the group restored", async () => {
     const world = new FakeWorld({ applied: "1" });
     const serving: number[] = [];
-    const watched = replacing("maintenance-on", async (context) => {
-      serving.push(...MEMBERS.map((name) => world.deployment(name).spec?.replicas ?? 0));
-      return STEP_BODIES["maintenance-on"](context);
-    });
+    const rollingOut: string[] = [];
+    const watched: Steps = {
+      ...replacing("maintenance-on", async (context) => {
+        serving.push(...MEMBERS.map((name) => world.deployment(name).spec?.replicas ?? 0));
+        return STEP_BODIES["maintenance-on"](context);
+      }),
+      readiness: async (context) => {
+        for (const name of MEMBERS) {
+          const d = world.deployment(name);
+          rollingOut.push(`${d.spec?.paused} ${d.spec?.progressDeadlineSeconds} ${d.metadata?.annotations?.["deployment.kubernetes.io/revision"]}`);
+        }
+        return STEP_BODIES.readiness(context);
+      },
+    };
     assert.equal(await drive(world, world.deps(), watched), "settled");
+    assert.ok(rollingOut.length > 0);
+    assert.deepEqual([...new Set(rollingOut)], [`false ${NO_PROGRESS_DEADLINE} 3`],
+      "unpaused with the progress deadline still aside and the revision its new ReplicaSet gets, until the rollouts are done");
     assertDone(world);
     assert.deepEqual(serving, [2, 2, 2], "the old pods served until quiesce (the hold paused, it did not stop them)");
     assert.ok((world.record.state!.timings.drain ?? 0) > 0, "drain waited for the old pods to go");

@@ -7,10 +7,12 @@ import {
   previousTemplate,
   quiescePatch,
   restorePatch,
+  deadlineBackPatch,
   reholdPatch,
   rollbackPatch,
   NO_PROGRESS_DEADLINE,
   rolloutReady,
+  type MergePatch,
 } from "../../../src/core/member-patches.js";
 import { checkWindowRequest, groupPhase, waitOutcome, WaitExit } from "../../../src/core/wait-outcome.js";
 import {
@@ -29,6 +31,8 @@ import {
 import { planWindow, type Step, type WindowState } from "../../../src/core/window.js";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
+
+const annotationsOf = (patch: MergePatch | undefined) => (patch?.metadata as { annotations: Record<string, unknown> }).annotations;
 
 function member(name: string, annotations: Record<string, string>, replicas = 0) {
   return {
@@ -201,6 +205,30 @@ describe("member patches", () => {
     assert.equal((rolledBack.metadata as { annotations: Record<string, unknown> }).annotations[A.progressDeadline], null);
     const first = rollbackPatch(aside({}), s, undefined, "aborted")!;
     assert.deepEqual(first.spec, { paused: false, progressDeadlineSeconds: 300 }, "a first install left at zero gets it back too");
+  });
+
+  it("leaves the deadline aside in a window's restore, with the revision the new ReplicaSet gets, and gives it back once the rollouts are done", () => {
+    const revision = "deployment.kubernetes.io/revision";
+    const aside = (extra: Record<string, string> = {}, spec: Record<string, unknown> = {}) =>
+      ({ ...held("a", { [A.progressDeadline]: "300", ...extra }), spec: { replicas: 0, paused: true, progressDeadlineSeconds: NO_PROGRESS_DEADLINE, ...spec } });
+    const restored = restorePatch(aside({ [revision]: "4" }), "2", "m", { deadlineLater: true })!;
+    assert.deepEqual(restored.spec, { replicas: 3, paused: false }, "no deadline in the unpausing patch");
+    const annotations = (restored.metadata as { annotations: Record<string, unknown> }).annotations;
+    assert.equal(annotations[revision], "5");
+    assert.equal(A.progressDeadline in annotations, false, "the record stays");
+    assert.equal(annotationsOf(restorePatch(aside(), "2", "m", { deadlineLater: true }))[revision], "1", "a first install's first ReplicaSet");
+    assert.equal(revision in annotationsOf(restorePatch(aside({ [revision]: "x" }), "2", "m", { deadlineLater: true })), false, "not over an unreadable one");
+    const userPaused = { ...member("q", { [A.phase]: "Migrating", [A.desiredReplicas]: "1", [revision]: "4" }), spec: { replicas: 0, paused: true } };
+    assert.equal(revision in annotationsOf(restorePatch(userPaused, "2", "m", { deadlineLater: true })), false, "nothing rolls out for a member that stays paused");
+
+    const done = (extra: Record<string, string>, spec: Record<string, unknown> = {}) =>
+      ({ ...member("a", { [A.phase]: "Done", ...extra }), spec: { replicas: 3, progressDeadlineSeconds: NO_PROGRESS_DEADLINE, ...spec } });
+    assert.deepEqual(deadlineBackPatch(done({ [A.progressDeadline]: "300" })),
+      { metadata: { annotations: { [A.progressDeadline]: null } }, spec: { progressDeadlineSeconds: 300 } });
+    assert.deepEqual(deadlineBackPatch(done({ [A.progressDeadline]: "300" }, { progressDeadlineSeconds: 120 })),
+      { metadata: { annotations: { [A.progressDeadline]: null } } }, "one applied since stays; the record goes");
+    assert.equal(deadlineBackPatch(done({})), undefined, "nothing recorded, nothing to give back");
+    assert.equal(deadlineBackPatch(aside()), undefined, "a held member gets it back as it is unpaused");
   });
 
   it("restores held members only, to their recorded replicas", () => {
