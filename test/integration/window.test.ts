@@ -103,14 +103,14 @@ describe("the migration window against the real apiserver and PostgreSQL", funct
           assert.equal(after.metadata?.annotations?.[A.progressDeadline], undefined);
           // Restored, it rolled out with the deadline still aside, and with the revision the
           // controller then gave its new ReplicaSet already written: it wrote no other.
-          const revision = (d: k8s.V1Deployment) => d.metadata?.annotations?.["deployment.kubernetes.io/revision"];
+          const revision = (o: { metadata?: k8s.V1ObjectMeta }) => o.metadata?.annotations?.["deployment.kubernetes.io/revision"];
           const rolling = versions.filter((d) => d.spec?.paused !== true && d.metadata?.annotations?.[A.appliedVersion] === "2");
           assert.ok(rolling.some((d) => d.spec?.progressDeadlineSeconds === NO_PROGRESS_DEADLINE), `${name} rolled out with no deadline`);
           const next = String(Number(revision(paused.at(-1)!)) + 1);
           assert.deepEqual([...new Set(rolling.map(revision))], [next], `${name}: the revisions seen once unpaused`);
           const sets = (await env.apps.listNamespacedReplicaSet({ namespace: ns })).items
             .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === after.metadata?.uid) && rs.spec?.template?.spec?.containers[0]?.image?.endsWith(":2"));
-          assert.deepEqual(sets.map((rs) => rs.metadata?.annotations?.["deployment.kubernetes.io/revision"]), [next], `${name}'s new ReplicaSet`);
+          assert.deepEqual(sets.map(revision), [next], `${name}'s new ReplicaSet`);
         }
 
         // The sessions were reported and are gone.
